@@ -1,0 +1,140 @@
+"""Where bytes live: local paths (a PVC path is one), `s3://` URIs (boto3) and `samples://` (bundled data).
+
+Paths stay strings until the last moment so an `s3://` URI survives every hop. The S3 endpoint and
+credentials come from the standard AWS environment (AWS_ENDPOINT_URL / MLFLOW_S3_ENDPOINT_URL,
+AWS_ACCESS_KEY_ID, ...), never from a recipe.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+SAMPLES_DIR = Path(__file__).resolve().parent / "samples"
+CACHE_DIR = Path(os.environ.get("MEDLLAMA_CACHE", Path.home() / ".cache" / "medllama"))
+
+
+class StorageError(FileNotFoundError):
+    """A URI that cannot be read or written; the message says which and what to check."""
+
+
+def is_s3(uri: str) -> bool:
+    return uri.startswith("s3://")
+
+
+def split_s3(uri: str) -> tuple[str, str]:
+    bucket, _, key = uri[len("s3://"):].partition("/")
+    if not bucket:
+        raise StorageError(f"{uri}: no bucket in the URI; expected s3://bucket/prefix")
+    return bucket, key
+
+
+def s3_client():
+    import boto3
+
+    endpoint = os.environ.get("AWS_ENDPOINT_URL") or os.environ.get("MLFLOW_S3_ENDPOINT_URL")
+    return boto3.client("s3", endpoint_url=endpoint)
+
+
+def local_path(uri: str) -> Path:
+    """A local path for a non-S3 URI: `samples://x` → bundled file, `file://x` and plain paths as given."""
+    if uri.startswith("samples://"):
+        return SAMPLES_DIR / uri[len("samples://"):]
+    if uri.startswith("file://"):
+        return Path(uri[len("file://"):])
+    return Path(uri).expanduser()
+
+
+def expand(uri: str) -> list[str]:
+    """All files a source URI names: one file, a directory's files, a glob, or every object under an S3 prefix."""
+    if is_s3(uri):
+        bucket, prefix = split_s3(uri)
+        try:
+            pages = s3_client().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+            keys = [o["Key"] for page in pages for o in page.get("Contents", []) if not o["Key"].endswith("/")]
+        except Exception as e:  # botocore raises many types; all mean "cannot list"
+            raise StorageError(f"{uri}: cannot list objects ({e}); check the bucket, prefix and credentials") from None
+        if not keys:
+            raise StorageError(f"{uri}: no objects match; check the prefix and credentials")
+        return [f"s3://{bucket}/{k}" for k in sorted(keys)]
+    path = local_path(uri)
+    if path.is_dir():
+        files = sorted(str(p) for p in path.rglob("*") if p.is_file())
+    elif any(c in str(path) for c in "*?["):
+        files = sorted(glob.glob(str(path), recursive=True))
+    else:
+        files = [str(path)] if path.is_file() else []
+    if not files:
+        raise StorageError(f"{uri}: no such file or directory")
+    return files
+
+
+def fetch(uri: str) -> Path:
+    """A local path holding the URI's content, downloading an S3 object or prefix into the cache once."""
+    if not is_s3(uri):
+        path = local_path(uri)
+        if not path.exists():
+            raise StorageError(f"{uri}: no such file or directory")
+        return path
+    bucket, key = split_s3(uri)
+    dest = CACHE_DIR / "s3" / hashlib.sha256(uri.encode()).hexdigest()[:16]
+    if dest.exists():
+        return dest / Path(key).name if (dest / ".single").exists() else dest
+    client = s3_client()
+    objects = expand(uri)
+    tmp = Path(tempfile.mkdtemp(dir=CACHE_DIR.mkdir(parents=True, exist_ok=True) or CACHE_DIR))
+    single = len(objects) == 1 and split_s3(objects[0])[1] == key
+    for obj in objects:
+        okey = split_s3(obj)[1]
+        rel = Path(okey).name if single else Path(okey[len(key):].lstrip("/"))
+        (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+        client.download_file(bucket, okey, str(tmp / rel))
+    if single:
+        (tmp / ".single").touch()
+    os.replace(tmp, dest)  # atomic: a killed download never looks complete
+    return dest / Path(key).name if single else dest
+
+
+def publish(local: str | Path, uri: str) -> str:
+    """Copy a local file or directory to `uri` (local path or S3 prefix); returns `uri`."""
+    local = Path(local)
+    if is_s3(uri):
+        bucket, key = split_s3(uri)
+        client = s3_client()
+        files = [local] if local.is_file() else sorted(p for p in local.rglob("*") if p.is_file())
+        for f in files:
+            rel = f.name if local.is_file() else f.relative_to(local).as_posix()
+            client.upload_file(str(f), bucket, f"{key.rstrip('/')}/{rel}" if key else rel)
+        return uri
+    dest = local_path(uri)
+    if dest.resolve() == local.resolve():
+        return uri
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if local.is_dir():
+        shutil.copytree(local, dest, dirs_exist_ok=True)
+    else:
+        shutil.copy2(local, dest)
+    return uri
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def sha256_tree(path: str | Path) -> str:
+    """Content hash of a file or a directory (relative names + bytes), stable across machines."""
+    path = Path(path)
+    if path.is_file():
+        return sha256_file(path)
+    h = hashlib.sha256()
+    for f in sorted(p for p in path.rglob("*") if p.is_file()):
+        h.update(f.relative_to(path).as_posix().encode() + b"\0" + sha256_file(f).encode())
+    return h.hexdigest()
