@@ -1,0 +1,46 @@
+# medllama-ops — every target creates .venv when it is missing.
+#   make demo     the whole pipeline on this machine (kfp.local, tiny recipe, CPU)
+#   make test     the test suite (unit + local tiers; GPU tests run only where a GPU is)
+#   make compile  recompile pipelines/me_llama.yaml for the Kubeflow UI
+#   make bench    the benchmarks in bench/ (see bench/RESULTS.md)
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.medllama-installed
+# torch is installed here, not from pyproject: without a GPU it must be the CPU build. torch==2.13.0 (CPU)
+# is on this machine's local wheel path; elsewhere set TORCH_INDEX to a CPU wheel index.
+TORCH_VERSION ?= 2.13.0
+TORCH_INDEX   ?=
+PYTEST_ARGS   ?=
+
+.PHONY: demo test compile bench clean venv
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	if command -v nvidia-smi >/dev/null 2>&1; then \
+	  $(BIN)/pip install -q "torch==$(TORCH_VERSION)"; \
+	else \
+	  $(BIN)/pip install -q $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) "torch==$(TORCH_VERSION)"; \
+	  $(BIN)/python -c "import torch, sys; sys.exit('a CUDA torch was installed on a machine without a GPU; set TORCH_INDEX to a CPU wheel index' if torch.version.cuda else 0)"; \
+	fi
+	$(BIN)/pip install -q -e ".[train,dev]" "torch==$(TORCH_VERSION)"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/medllama pipeline run --recipe tiny
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -m "not gpu" $(PYTEST_ARGS)
+
+compile: $(STAMP)
+	$(BIN)/medllama pipeline compile
+
+bench: $(STAMP)
+	$(BIN)/python bench/train_throughput.py --device cpu --tiny
+
+clean:
+	rm -rf .medllama local_outputs

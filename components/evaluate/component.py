@@ -1,0 +1,40 @@
+"""KFP component: score the candidate and the base model on the recipe's benchmark tasks, decide promotion."""
+
+from typing import NamedTuple
+
+from kfp import dsl
+from kfp.dsl import HTML, Artifact, Input, Markdown, Metrics, Model, Output
+
+from components.images import MEDLLAMA_IMAGE
+
+
+@dsl.component(base_image=MEDLLAMA_IMAGE, install_kfp_package=False)
+def evaluate_models(
+    recipe: str,
+    overrides: dict,
+    candidate: Input[Model],
+    base: Input[Model],
+    metrics: Output[Metrics],
+    results: Output[Artifact],
+    report: Output[Markdown],
+    chart: Output[HTML],
+) -> NamedTuple("Decision", promote=bool, reasons=str):
+    """Runs medllama.evaluate on both models; `promote` is true when the candidate is not worse."""
+    from collections import namedtuple
+
+    from medllama.steps import evaluate_step
+    from medllama.recipe import load_recipe
+
+    outcome = evaluate_step(
+        load_recipe(recipe, overrides), candidate.metadata["uri"], base.metadata["uri"], results.path
+    )
+    for key, value in outcome.candidate.items():
+        metrics.log_metric(key, value)
+    for key, value in outcome.base.items():
+        metrics.log_metric(f"base/{key}", value)
+    with open(report.path, "w") as f:
+        f.write(outcome.markdown)
+    with open(chart.path, "w") as f:
+        f.write(outcome.html)
+    results.metadata.update({"promote": outcome.promote})
+    return namedtuple("Decision", ["promote", "reasons"])(outcome.promote, "\n".join(outcome.reasons))

@@ -1,0 +1,184 @@
+"""`medllama`: one verb per lifecycle step, each a thin call into the same function a KFP component calls.
+
+Errors a user can fix (a bad recipe field, a missing file, an unreadable bucket) print one line and
+exit 2; set MEDLLAMA_DEBUG=1 for the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+
+from medllama.recipe import load_recipe
+
+
+def parse_overrides(pairs: list[str]) -> dict[str, Any]:
+    """`["cpt.lr=1e-4", "cpt.max_steps=10"]` → {"cpt.lr": 1e-4, ...}; values are parsed as YAML."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--set {pair!r}: expected KEY=VALUE, e.g. --set cpt.max_steps=20")
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
+def _print_json(obj: Any) -> None:
+    print(json.dumps(obj, indent=2, default=str))
+
+
+def print_registration(outcome: dict) -> None:
+    """What a pipeline run leaves behind, for a person: the model version, its metrics, the UI command."""
+    if not outcome.get("version"):
+        print(f"\nNothing registered for {outcome['name']}: {outcome['reason']}")
+        return
+    print(f"\nRegistered model: {outcome['name']}  version {outcome['version']}  ({outcome['model_uri']})")
+    print(f"MLflow tracking URI: {outcome['tracking_uri']}   run: {outcome['run_id']}")
+    print("Metrics:")
+    for key, value in outcome["metrics"].items():
+        print(f"  {key:<40} {value:.4f}")
+    print(f"\nOpen the MLflow UI on this store:\n  {outcome['ui_command']}")
+
+
+# --- verbs ---------------------------------------------------------------------------------------
+
+def cmd_recipe(args: argparse.Namespace) -> None:
+    print(load_recipe(args.recipe, parse_overrides(args.set)).to_yaml(), end="")
+
+
+def cmd_prepare(args: argparse.Namespace) -> None:
+    from medllama.data import prepare
+
+    result = prepare(load_recipe(args.recipe, parse_overrides(args.set)), args.output)
+    _print_json({"output": str(result.output_dir), "stats": result.stats})
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from medllama.launch import run_stage
+
+    result = run_stage(
+        args.recipe,
+        args.stage,
+        data_dir=args.data,
+        tokenizer_dir=args.tokenizer,
+        init=None if args.init in (None, "none") else args.init,
+        output_dir=args.output,
+        launcher=args.launcher,
+        overrides=parse_overrides(args.set),
+        **({"dry_run": True} if args.dry_run else {}),
+    )
+    _print_json({"model": str(result.model_dir), "metrics": {k: v for k, v in result.metrics.items() if k != "losses"}})
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    from medllama.evaluate import evaluate_cli
+
+    _print_json(evaluate_cli(args.model, args.task, args.data, args.limit, args.mode, args.output, args.batch_size))
+
+
+def cmd_score(args: argparse.Namespace) -> None:
+    from medllama.evaluate import score_cli
+
+    _print_json(score_cli(args.task, args.predictions))
+
+
+def cmd_register(args: argparse.Namespace) -> None:
+    from medllama.registry import registry_cli
+
+    rv = registry_cli(args.model, args.name, args.metrics, args.tracking_uri, args.alias)
+    _print_json({"name": rv.name, "version": rv.version, "model_uri": rv.model_uri, "ui_command": rv.ui_command})
+
+
+def cmd_pipeline(args: argparse.Namespace) -> None:
+    root = Path(__file__).resolve().parents[2]
+    if not (root / "pipelines" / "me_llama.py").is_file():
+        raise FileNotFoundError("`medllama pipeline` runs from a checkout of medllama-ops (pipelines/ not found)")
+    sys.path.insert(0, str(root))
+    from pipelines import me_llama
+
+    if args.verb == "compile":
+        print(me_llama.compile_pipeline(Path(args.output) if args.output else me_llama.COMPILED))
+        return
+    outcome = me_llama.run_local(args.recipe, parse_overrides(args.set), args.work_dir, args.tracking_uri or "")
+    print_registration(outcome)
+    if not outcome.get("version"):
+        raise SystemExit(1)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="medllama", description="Build, evaluate and register medical LLMs.")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def verb(name: str, fn: Callable, help: str, recipe: bool = True) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help, description=help)
+        p.set_defaults(fn=fn)
+        if recipe:
+            p.add_argument("--recipe", default="tiny", help="recipe name (recipes/NAME.yaml) or path")
+            p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a recipe field")
+        return p
+
+    verb("recipe", cmd_recipe, "print the resolved recipe")
+
+    p = verb("prepare", cmd_prepare, "mix, clean, dedup, tokenize and pack the recipe's corpora")
+    p.add_argument("--output", required=True, help="output directory")
+
+    p = verb("train", cmd_train, "run one training stage (python -m medllama.train under torchrun or a PyTorchJob)")
+    p.add_argument("--stage", choices=["cpt", "sft"], required=True)
+    p.add_argument("--data", required=True, help="packed directory of this stage (PREPARED/cpt or PREPARED/sft)")
+    p.add_argument("--tokenizer", required=True, help="tokenizer directory (PREPARED/tokenizer)")
+    p.add_argument("--init", default=None, help="model to start from (HF dir or s3://); default: the recipe's base")
+    p.add_argument("--output", required=True)
+    p.add_argument("--launcher", choices=["local", "kubernetes"], default="local")
+    p.add_argument("--dry-run", action="store_true", help="kubernetes: print the PyTorchJob YAML, submit nothing")
+
+    p = verb("evaluate", cmd_evaluate, "score a model on one benchmark task", recipe=False)
+    p.add_argument("--model", required=True, help="HF model directory")
+    p.add_argument("--task", required=True)
+    p.add_argument("--data", required=True, help="the dataset's release file (local path, s3:// or samples://)")
+    p.add_argument("--limit", type=int, default=None)
+    p.add_argument("--mode", choices=["loglikelihood", "generate"], default="loglikelihood")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--output", default=None, help="results JSON (metrics, hashes, per-sample rows)")
+
+    p = verb("score", cmd_score, "re-score saved predictions without a model", recipe=False)
+    p.add_argument("--task", required=True)
+    p.add_argument("--predictions", required=True, help='JSONL of {"prediction": ..., "reference": ...}')
+
+    p = verb("register", cmd_register, "log a model folder to MLflow and register a version", recipe=False)
+    p.add_argument("--model", required=True)
+    p.add_argument("--name", required=True)
+    p.add_argument("--metrics", default=None, help="JSON file of {metric: value}")
+    p.add_argument("--tracking-uri", default=None)
+    p.add_argument("--alias", default=None)
+
+    p = verb("pipeline", cmd_pipeline, "compile the KFP pipeline or run it locally (kfp.local)")
+    p.add_argument("verb", choices=["run", "compile"])
+    p.add_argument("--output", default=None, help="compile: YAML path")
+    p.add_argument("--work-dir", type=Path, default=None)
+    p.add_argument("--tracking-uri", default=None)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        args.fn(args)
+    except (ValueError, FileNotFoundError, PermissionError, KeyError) as e:
+        if os.environ.get("MEDLLAMA_DEBUG"):
+            raise
+        print(f"medllama {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

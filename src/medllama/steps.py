@@ -1,0 +1,166 @@
+"""Pipeline steps that compose several stage libraries: the evaluate-and-decide step, registration of an
+evaluated model, and the summaries the KFP UI shows. Components and the CLI call these, so a step
+behaves the same in a pod, in kfp.local and from a terminal.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from medllama.recipe import Recipe
+
+SUMMARY = "summary.json"
+
+
+def flat_stats(stats: dict, prefix: str = "") -> dict[str, float]:
+    """Numeric leaves of a nested stats dict as `a/b/c` keys (KFP Metrics and MLflow take flat floats)."""
+    flat: dict[str, float] = {}
+    for key, value in stats.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flat_stats(value, f"{name}/"))
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            flat[name] = float(value)
+    return flat
+
+
+def stats_markdown(stats: dict) -> str:
+    """The prepare stats as a Markdown table for the KFP UI."""
+    rows = "\n".join(f"| {k} | {v:g} |" for k, v in flat_stats(stats).items())
+    return f"# Data preparation\n\n| statistic | value |\n|---|---|\n{rows}\n"
+
+
+@dataclass
+class EvalOutcome:
+    candidate: dict[str, float]
+    base: dict[str, float]
+    promote: bool
+    reasons: list[str]
+    markdown: str
+    html: str
+
+
+def evaluate_step(recipe: Recipe, candidate_dir: str, base_dir: str, results_dir: str | Path) -> EvalOutcome:
+    """Scores candidate and base on the recipe's tasks, decides promotion, writes reports to `results_dir`."""
+    from medllama.evaluate import decide_promotion, evaluate, plot_comparison
+
+    out = Path(results_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    spec = recipe.eval
+    candidate = evaluate(candidate_dir, spec.tasks, batch_size=spec.batch_size, output=str(out / "candidate.json"))
+    base = evaluate(base_dir, spec.tasks, batch_size=spec.batch_size, output=str(out / "base.json"))
+    decision = decide_promotion(candidate.metrics, base.metrics, spec.tolerance, spec.promotion_metrics or None)
+    chart = out / "comparison.png"
+    plot_comparison(candidate.metrics, base.metrics, str(chart))
+    summary = {
+        "candidate": candidate.metrics,
+        "base": base.metrics,
+        "promote": decision.promote,
+        "reasons": decision.reasons,
+        "tolerance": spec.tolerance,
+    }
+    (out / SUMMARY).write_text(json.dumps(summary, indent=2))
+    return EvalOutcome(
+        candidate.metrics,
+        base.metrics,
+        decision.promote,
+        decision.reasons,
+        comparison_markdown(summary),
+        _img_html(chart, "candidate (instruction-tuned) vs base (continued pre-training)"),
+    )
+
+
+def comparison_markdown(summary: dict) -> str:
+    rows = "\n".join(
+        f"| {key} | {summary['base'].get(key, float('nan')):.3f} | {value:.3f} | {value - summary['base'].get(key, float('nan')):+.3f} |"
+        for key, value in summary["candidate"].items()
+    )
+    verdict = "promoted" if summary["promote"] else "NOT promoted"
+    reasons = "\n".join(f"- {r}" for r in summary["reasons"])
+    return (
+        "# Evaluation\n\n| metric | base | candidate | Δ |\n|---|---|---|---|\n"
+        f"{rows}\n\n**Decision: {verdict}** (tolerance {summary['tolerance']})\n\n{reasons}\n"
+    )
+
+
+def _img_html(png: Path, title: str) -> str:
+    data = base64.b64encode(png.read_bytes()).decode()
+    return f"<html><body><h3>{title}</h3><img src='data:image/png;base64,{data}'/></body></html>"
+
+
+def register_step(
+    recipe: Recipe,
+    model_dir: str,
+    results_dir: str | Path,
+    stats_path: str | Path | None,
+    promotion_reasons: str = "",
+    tracking_uri: str | None = None,
+):
+    """Registers an evaluated model: candidate metrics, base metrics under `base/`, reports as artifacts."""
+    from medllama.registry import register_model
+
+    summary = json.loads((Path(results_dir) / SUMMARY).read_text())
+    metrics = dict(summary["candidate"])
+    metrics.update({f"base/{k}": v for k, v in summary["base"].items()})
+    artifacts: dict[str, str | Path] = {"evaluation": results_dir}
+    if stats_path:
+        artifacts["data_stats.json"] = stats_path
+    tags = {**recipe.registry.tags, "recipe": recipe.name, "promotion": promotion_reasons or "; ".join(summary["reasons"])}
+    return register_model(
+        model_dir,
+        recipe.registry.model_name,
+        metrics=metrics,
+        params=flat_params(recipe),
+        tags=tags,
+        artifacts=artifacts,
+        description=recipe.registry.description,
+        tracking_uri=tracking_uri,
+        alias="candidate",
+    )
+
+
+def flat_params(recipe: Recipe) -> dict[str, str]:
+    """The resolved recipe as flat MLflow params (`cpt.lr` → "0.003")."""
+
+    def walk(node, prefix=""):
+        if isinstance(node, dict):
+            for k, v in node.items():
+                yield from walk(v, f"{prefix}{k}.")
+        else:
+            yield prefix.rstrip("."), json.dumps(node) if isinstance(node, (list, dict)) else str(node)
+
+    return dict(walk(recipe.model_dump(mode="json")))
+
+
+def latest_registration(recipe_name: str, overrides: dict, tracking_uri: str | None, since: float) -> dict:
+    """The model version a pipeline run registered after `since` (epoch seconds), or why there is none."""
+    from mlflow import MlflowClient
+
+    from medllama.recipe import load_recipe
+    from medllama.registry import resolve_tracking_uri, ui_command
+
+    recipe = load_recipe(recipe_name, overrides)
+    uri = resolve_tracking_uri(tracking_uri)
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    name = recipe.registry.model_name
+    versions = [
+        v for v in client.search_model_versions(f"name='{name}'") if v.creation_timestamp >= int(since * 1000) - 1000
+    ]
+    if not versions:
+        return {"name": name, "version": None, "reason": "no new version: the candidate was not promoted "
+                "(see the evaluate task's report)", "checked_at": time.time()}
+    latest = max(versions, key=lambda v: int(v.version))
+    metrics = client.get_run(latest.run_id).data.metrics
+    return {
+        "name": name,
+        "version": latest.version,
+        "model_uri": f"models:/{name}/{latest.version}",
+        "run_id": latest.run_id,
+        "tracking_uri": uri,
+        "metrics": dict(sorted(metrics.items())),
+        "ui_command": ui_command(uri),
+    }
