@@ -26,8 +26,18 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
         key, sep, value = pair.partition("=")
         if not sep or not key:
             raise ValueError(f"--set {pair!r}: expected KEY=VALUE, e.g. --set cpt.max_steps=20")
-        out[key.strip()] = yaml.safe_load(value)
+        out[key.strip()] = _yaml_value(value)
     return out
+
+
+def _yaml_value(text: str) -> Any:
+    value = yaml.safe_load(text)
+    if isinstance(value, str):  # YAML 1.1 reads "1e-4" as a string; a user means the number
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    return value
 
 
 def _print_json(obj: Any) -> None:

@@ -6,13 +6,15 @@ URIs of outputs and credentials come from the environment or pipeline parameters
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-RECIPES_DIR = Path(__file__).resolve().parents[2] / "recipes"
+# A checkout's recipes/; an image sets MEDLLAMA_RECIPES to where it copied them.
+RECIPES_DIR = Path(os.environ.get("MEDLLAMA_RECIPES", Path(__file__).resolve().parents[2] / "recipes"))
 
 
 class RecipeError(ValueError):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import glob
 import hashlib
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -20,6 +21,15 @@ CACHE_DIR = Path(os.environ.get("MEDLLAMA_CACHE", Path.home() / ".cache" / "medl
 
 class StorageError(FileNotFoundError):
     """A URI that cannot be read or written; the message says which and what to check."""
+
+
+def expand_vars(uri: str) -> str:
+    """Expands `${VAR}` from the environment: recipes name locations through variables, never literally."""
+    expanded = os.path.expandvars(uri)
+    if "${" in expanded or expanded.startswith("$"):
+        missing = sorted(set(re.findall(r"\$\{?(\w+)", expanded)))
+        raise StorageError(f"{uri}: environment variable(s) {', '.join(missing)} not set; export them to point at your data")
+    return expanded
 
 
 def is_s3(uri: str) -> bool:
@@ -42,6 +52,7 @@ def s3_client():
 
 def local_path(uri: str) -> Path:
     """A local path for a non-S3 URI: `samples://x` → bundled file, `file://x` and plain paths as given."""
+    uri = expand_vars(uri)
     if uri.startswith("samples://"):
         return SAMPLES_DIR / uri[len("samples://"):]
     if uri.startswith("file://"):
@@ -51,6 +62,7 @@ def local_path(uri: str) -> Path:
 
 def expand(uri: str) -> list[str]:
     """All files a source URI names: one file, a directory's files, a glob, or every object under an S3 prefix."""
+    uri = expand_vars(uri)
     if is_s3(uri):
         bucket, prefix = split_s3(uri)
         try:
@@ -75,6 +87,7 @@ def expand(uri: str) -> list[str]:
 
 def fetch(uri: str) -> Path:
     """A local path holding the URI's content, downloading an S3 object or prefix into the cache once."""
+    uri = expand_vars(uri)
     if not is_s3(uri):
         path = local_path(uri)
         if not path.exists():
