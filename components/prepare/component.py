@@ -24,7 +24,7 @@ def prepare_data(
     from medllama.steps import flat_stats, stats_markdown
 
     result = prepare(load_recipe(recipe, overrides), f"{work_uri.rstrip('/')}/{run_id}/prepare")
-    dataset.metadata.update({"uri": str(result.output_dir), "recipe": recipe})
+    dataset.metadata.update({"uri": result.uri or str(result.output_dir), "recipe": recipe})
     with open(dataset.path, "w") as f:
         json.dump(result.stats, f, indent=2)
     for key, value in flat_stats(result.stats).items():

@@ -52,6 +52,9 @@ class DataSpec(_Strict):
     token_budget: int | None = Field(None, gt=0, description="CPT tokens to produce; null = use every source once at the ratio")
     seq_len: int = Field(..., ge=16)
     min_chars: int = Field(32, ge=0)
+    near_dup_threshold: float | None = Field(
+        None, gt=0, le=1, description="also drop near-duplicates (MinHash LSH Jaccard >= this; needs datasketch); null = exact dedup only"
+    )
     instructions: list[str] = Field(default_factory=list, description="instruction-tuning JSONL files")
     prompt_template: str = "### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:\n"
     prompt_template_no_input: str = "### Instruction:\n{instruction}\n\n### Response:\n"

@@ -108,6 +108,7 @@ def fetch(uri: str) -> Path:
         client.download_file(bucket, okey, str(tmp / rel))
     if single:
         (tmp / ".single").touch()
+    dest.parent.mkdir(parents=True, exist_ok=True)
     os.replace(tmp, dest)  # atomic: a killed download never looks complete
     return dest / Path(key).name if single else dest
 

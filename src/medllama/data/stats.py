@@ -1,0 +1,106 @@
+"""What the prepare stage did, as numbers (stats.json) and a picture (length_hist.png)."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+
+@dataclass
+class DomainStats:
+    docs_read: int = 0  # documents with usable text, before cleaning
+    docs_kept: int = 0  # after min_chars and dedup
+    drops: Counter = field(default_factory=Counter)  # reason → count, reading errors included
+    tokens_available: int = 0  # kept documents, EOS included
+    docs_selected: int = 0  # by the mix (repeats counted)
+    tokens_selected: int = 0
+
+    def to_dict(self) -> dict:
+        return {
+            "docs_read": self.docs_read,
+            "docs_kept": self.docs_kept,
+            "drops": dict(sorted(self.drops.items())),
+            "tokens_available": self.tokens_available,
+            "docs_selected": self.docs_selected,
+            "tokens_selected": self.tokens_selected,
+        }
+
+
+def round_ratio(r: dict[str, float]) -> dict[str, float]:
+    return {k: round(v, 4) for k, v in sorted(r.items())}
+
+
+def as_parts(r: dict[str, float], like: dict[str, float]) -> dict[str, float]:
+    """A normalised ratio in the recipe's own units (15:1:4 stays comparable with 15:1:4)."""
+    scale = sum(v for k, v in like.items() if k in r)
+    return {k: round(v * scale, 3) for k, v in sorted(r.items())}
+
+
+def summarize(recipe, tok, resolved, domains: dict[str, DomainStats], plan, cpt: dict, sft: dict) -> dict:
+    """The stage's stats.json: inputs, drops by reason, tokens per domain, ratio, rows (deterministic: no timings)."""
+    spec = recipe.data
+    return {
+        "recipe": recipe.name,
+        "seed": spec.seed,
+        "seq_len": spec.seq_len,
+        "tokenizer": {
+            "trained": not recipe.model.tokenizer, "source": recipe.model.tokenizer, "vocab_size": len(tok),
+            "bos_id": tok.bos_token_id, "eos_id": tok.eos_token_id, "pad_id": tok.pad_token_id, "unk_id": tok.unk_token_id,
+        },
+        "sources": [{"path": rs.source.path, "domain": rs.source.domain, "files": len(rs.files),
+                     "unsupported_files": len(rs.skipped)} for rs in resolved],
+        "domains": {d: s.to_dict() for d, s in domains.items()},
+        "drops": dict(sorted(sum((s.drops for s in domains.values()), Counter()).items())),
+        "ratio": {
+            "target": as_parts(plan.target_ratio, spec.ratio),
+            "achieved": as_parts(plan.achieved_ratio, spec.ratio),
+            "target_share": round_ratio(plan.target_ratio),
+            "achieved_share": round_ratio(plan.achieved_ratio),
+            "domains_without_data": plan.domains_without_data,
+            "token_budget": spec.token_budget,
+        },
+        "cpt": cpt,
+        "sft": sft,
+    }
+
+
+def write_stats(stats: dict, out_dir: Path) -> Path:
+    path = out_dir / "stats.json"
+    tmp = path.with_name(".stats.json.tmp")
+    tmp.write_text(json.dumps(stats, indent=2, sort_keys=False) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def plot_lengths(doc_lengths: dict[str, np.ndarray], sft_lengths: list[int], seq_len: int, path: Path) -> Path | None:
+    """Histograms of document lengths per domain and of instruction example lengths (tokens)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:  # the picture is a nicety; the numbers are in stats.json
+        return None
+    fig, (ax_doc, ax_sft) = plt.subplots(1, 2, figsize=(11, 4))
+    nonempty = {d: v for d, v in sorted(doc_lengths.items()) if len(v)}
+    if nonempty:
+        top = max(int(v.max()) for v in nonempty.values())
+        bins = np.linspace(0, max(top, 1), 40)
+        for d, v in nonempty.items():
+            ax_doc.hist(v, bins=bins, alpha=0.55, label=f"{d} ({len(v)} docs)")
+        ax_doc.legend()
+    ax_doc.set(title="CPT documents", xlabel="tokens per document (EOS included)", ylabel="documents")
+    if sft_lengths:
+        ax_sft.hist(sft_lengths, bins=40, color="tab:purple", alpha=0.7)
+    ax_sft.axvline(seq_len, color="k", linestyle="--", label=f"seq_len {seq_len}")
+    ax_sft.legend()
+    ax_sft.set(title="Instruction examples", xlabel="prompt + response + EOS tokens (before truncation)", ylabel="examples")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
