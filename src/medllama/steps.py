@@ -51,8 +51,10 @@ def evaluate_step(recipe: Recipe, candidate_dir: str, base_dir: str, results_dir
     out = Path(results_dir)
     out.mkdir(parents=True, exist_ok=True)
     spec = recipe.eval
-    candidate = evaluate(candidate_dir, spec.tasks, batch_size=spec.batch_size, output=str(out / "candidate.json"))
-    base = evaluate(base_dir, spec.tasks, batch_size=spec.batch_size, output=str(out / "base.json"))
+    # Both models are asked in the recipe's instruction template, the way the candidate was tuned.
+    kw = dict(batch_size=spec.batch_size, template=recipe.data.prompt_template)
+    candidate = evaluate(candidate_dir, spec.tasks, output=str(out / "candidate.json"), **kw)
+    base = evaluate(base_dir, spec.tasks, output=str(out / "base.json"), **kw)
     decision = decide_promotion(candidate.metrics, base.metrics, spec.tolerance, spec.promotion_metrics or None)
     chart = out / "comparison.png"
     plot_comparison(candidate.metrics, base.metrics, str(chart))

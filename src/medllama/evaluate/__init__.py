@@ -1,0 +1,42 @@
+"""The evaluation stage: benchmark tasks on a saved model, a results report, and the promotion gate.
+
+    report = evaluate(model_dir, recipe.eval.tasks, batch_size=8, output="runs/eval")
+    decision = decide_promotion(candidate.metrics, base.metrics, tolerance=0.02, keys=None)
+"""
+
+from __future__ import annotations
+
+from medllama import storage
+from medllama.evaluate.promotion import PromotionDecision, decide_promotion, plot_comparison
+from medllama.evaluate.report import EvalReport
+from medllama.evaluate.run import evaluate, score_predictions
+from medllama.evaluate.tasks import TASKS, CredentialedDataError, TaskError, get_task
+from medllama.recipe import EvalTask
+
+
+def sample_data(task: str) -> str:
+    """The bundled sample of a task's release file (or release tree), as a samples:// URI."""
+    t = get_task(task)
+    for uri in (f"samples://eval/{t.name}/{t.release_file}", f"samples://eval/{t.name}"):
+        if storage.local_path(uri).exists():
+            return uri
+    raise TaskError(f"{t.name}: no bundled sample; {t.access or 'pass the path of its release file'}")
+
+
+def evaluate_cli(model: str, task: str, data: str | None = None, limit: int | None = None,
+                 mode: str = "loglikelihood", output: str | None = None, batch_size: int = 8) -> dict[str, float]:
+    """`medllama evaluate`: comma-separated task names; `data` defaults to the bundled sample (one task only)."""
+    names = [n.strip() for n in task.split(",") if n.strip()]
+    if data and len(names) > 1:
+        raise TaskError("--data names one file: give one task with it, or leave --data out to use the samples")
+    specs = [EvalTask(name=n, data=data or sample_data(n), limit=limit, mode=mode) for n in names]
+    return evaluate(model, specs, batch_size=batch_size, output=output).metrics
+
+
+def score_cli(task: str, predictions: str) -> dict[str, float]:
+    """`medllama score`: re-score a predictions JSONL without a model."""
+    return score_predictions(task, predictions)
+
+
+__all__ = ["TASKS", "CredentialedDataError", "EvalReport", "PromotionDecision", "TaskError", "decide_promotion",
+           "evaluate", "evaluate_cli", "get_task", "plot_comparison", "sample_data", "score_cli", "score_predictions"]

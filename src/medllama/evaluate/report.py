@@ -1,0 +1,117 @@
+"""The results of one evaluation run: metrics, everything needed to reproduce them, and every sample.
+
+The JSON records the model's content hash, each data file's sha256, the prompt template, mode,
+decoding settings, seed and library versions, then per sample: id, prompt, output or option scores,
+parsed prediction, reference and whether it was correct. `<stem>.predictions/<task>.jsonl` beside it
+holds the {"prediction", "reference"} lines that `score_predictions` re-scores without a model.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from medllama import storage
+
+
+@dataclass
+class Sample:
+    id: str
+    prompt: str
+    reference: str
+    prediction: str | None
+    correct: bool | None  # None for free-text tasks (summaries)
+    output: str | None = None  # generate mode: the raw generation
+    scores: dict[str, float] | None = None  # loglikelihood mode: label -> summed log-prob
+
+
+@dataclass
+class TaskResult:
+    name: str
+    data: str  # the URI as given
+    data_sha256: dict[str, str]  # file name -> sha256
+    mode: str
+    template: str
+    instruction: str
+    decoding: dict[str, Any]
+    metrics: dict[str, float]
+    wall_s: float
+    truncated: int = 0  # prompts whose middle was cut to fit the model's context
+    samples: list[Sample] = field(default_factory=list)
+
+
+@dataclass
+class EvalReport:
+    model_dir: str
+    model_sha256: str
+    seed: int
+    versions: dict[str, str]
+    tasks: list[TaskResult] = field(default_factory=list)
+    device: str = ""
+    wall_s: float = 0.0
+
+    @property
+    def metrics(self) -> dict[str, float]:
+        """Flat "task/metric" keys, e.g. "pubmedqa/accuracy"."""
+        return {f"{t.name}/{k}": v for t in self.tasks for k, v in t.metrics.items()}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"metrics": self.metrics, **asdict(self)}
+
+    def to_json(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        return path
+
+    @classmethod
+    def from_json(cls, path: str | Path) -> "EvalReport":
+        raw = json.loads(Path(path).read_text(encoding="utf-8"))
+        raw.pop("metrics", None)
+        tasks = [TaskResult(**{**t, "samples": [Sample(**s) for s in t["samples"]]}) for t in raw.pop("tasks")]
+        return cls(**raw, tasks=tasks)
+
+    def table(self) -> str:
+        """A markdown table per dataset: its metrics, sample count and mode."""
+        parts = []
+        for t in self.tasks:
+            lines = [f"### {t.name} ({len(t.samples)} samples, {t.mode})", "", "| metric | value |", "|---|---|"]
+            lines += [f"| {k} | {v:.4f} |" for k, v in t.metrics.items()]
+            parts.append("\n".join(lines))
+        return "\n\n".join(parts) + "\n"
+
+    def save(self, output: str) -> str:
+        """Write the results JSON at `output` (a .json path, else `output`/results.json; local or s3://), the
+        markdown table beside it (.md) and `<stem>.predictions/<task>.jsonl` for `score_predictions`."""
+        name = Path(output).name if output.endswith(".json") else "results.json"
+        if storage.is_s3(output):
+            prefix = output.rsplit("/", 1)[0] if output.endswith(".json") else output
+            with tempfile.TemporaryDirectory() as tmp:
+                self.save(str(Path(tmp) / name))
+                storage.publish(tmp, prefix)
+            return output
+        json_path = storage.local_path(output)
+        json_path = json_path if output.endswith(".json") else json_path / name
+        self.to_json(json_path)
+        json_path.with_suffix(".md").write_text(self.table(), encoding="utf-8")
+        predictions = json_path.with_suffix(".predictions")
+        predictions.mkdir(exist_ok=True)
+        for t in self.tasks:
+            lines = [json.dumps({"id": s.id, "prediction": s.prediction, "reference": s.reference}) for s in t.samples]
+            (predictions / f"{t.name}.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+        return output
+
+
+def library_versions() -> dict[str, str]:
+    import tokenizers
+    import torch
+    import transformers
+
+    import medllama
+
+    return {"python": platform.python_version(), "torch": torch.__version__, "transformers": transformers.__version__,
+            "tokenizers": tokenizers.__version__, "medllama": medllama.__version__}

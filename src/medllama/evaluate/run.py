@@ -1,0 +1,141 @@
+"""Evaluate a saved model on benchmark tasks, or re-score saved predictions without a model."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+
+import torch
+
+from medllama import storage
+from medllama.evaluate.report import EvalReport, Sample, TaskResult, library_versions
+from medllama.evaluate.scoring import (LoadedModel, encode_continuation, encode_prompt, fit, generate, load_model,
+                                       loglikelihoods)
+from medllama.evaluate.tasks import CredentialedDataError, Example, Task, TaskError, get_task
+from medllama.recipe import DataSpec, EvalTask
+
+log = logging.getLogger(__name__)
+
+# The instruction-tuning template, so the candidate is asked the way it was taught to answer.
+DEFAULT_TEMPLATE: str = DataSpec.model_fields["prompt_template"].default
+
+
+def evaluate(model_dir: str, tasks: list[EvalTask], batch_size: int = 8, output: str | None = None, seed: int = 1234,
+             template: str = DEFAULT_TEMPLATE, share_prompt: bool = True, device: str | None = None) -> EvalReport:
+    """Score the model in `model_dir` (local path or s3://) on each task; write results under `output` if given."""
+    t0 = time.perf_counter()
+    data = _resolve(tasks)  # a missing or credentialed file fails here, before the model loads
+    local = storage.fetch(model_dir)
+    lm = load_model(local, device=device)
+    report = EvalReport(model_dir=str(model_dir), model_sha256=storage.sha256_tree(local), seed=seed,
+                        versions=library_versions(), device=f"{lm.device.type}/{str(lm.dtype).removeprefix('torch.')}")
+    for spec in tasks:
+        torch.manual_seed(seed)
+        report.tasks.append(_run_task(lm, spec, data[spec.name], batch_size, template, share_prompt))
+        log.info("%s: %s", spec.name, report.tasks[-1].metrics)
+    report.wall_s = round(time.perf_counter() - t0, 3)
+    if output:
+        report.save(output)
+    return report
+
+
+def _resolve(tasks: list[EvalTask]) -> dict[str, Path]:
+    """Each task's local data; refuses a task list that cannot run."""
+    names = [t.name.lower() for t in tasks]
+    if len(set(names)) < len(names):
+        # metrics are keyed "task/metric": a second run of a task would overwrite the first
+        raise TaskError(f"tasks {names}: each task may appear once per evaluation; evaluate other modes separately")
+    for spec in tasks:
+        if spec.mode == "loglikelihood" and not get_task(spec.name).scores_options:
+            raise TaskError(f"{spec.name}: its answers are free text or label sets, not one option to score; "
+                            f"set mode: generate for it")
+    return {spec.name: task_data(get_task(spec.name), spec.data) for spec in tasks}
+
+
+def task_data(task: Task, uri: str) -> Path:
+    """The local data for a task's URI: the file (or report tree) itself, or the release file inside a directory."""
+    try:
+        path = storage.fetch(uri)
+    except storage.StorageError as e:
+        if task.access:
+            raise CredentialedDataError(f"{task.name}: {e}. {task.access}") from None
+        raise
+    if path.is_dir() and (path / task.release_file).exists():
+        path = path / task.release_file
+    elif path.is_dir() and Path(task.release_file).suffix:
+        raise storage.StorageError(f"{uri}: no {task.release_file} inside; point to the {task.name} release file")
+    return path
+
+
+def _run_task(lm: LoadedModel, spec: EvalTask, path: Path, batch_size: int, template: str,
+              share_prompt: bool) -> TaskResult:
+    t0 = time.perf_counter()
+    task = get_task(spec.name)
+    examples = task.load(path, spec.limit)
+    prompts = [template.format(instruction=task.instruction, input=task.render_input(ex)) for ex in examples]
+    if spec.mode == "loglikelihood":
+        samples, truncated = _by_loglikelihood(lm, task, examples, prompts, batch_size, share_prompt)
+        decoding = {"share_prompt": share_prompt, "choices": list(task.labels), "score": "sum log-prob"}
+    else:
+        max_new = min(task.max_new_tokens, lm.max_len // 2)  # leave the prompt at least half the context
+        samples, truncated = _by_generation(lm, task, examples, prompts, batch_size, max_new)
+        decoding = {"strategy": "greedy", "max_new_tokens": max_new}
+    metrics = task.metrics([s.reference for s in samples], [s.prediction for s in samples], task.labels)
+    return TaskResult(name=task.name, data=spec.data, data_sha256={path.name: storage.sha256_tree(path)},
+                      mode=spec.mode, template=template, instruction=task.instruction,
+                      decoding={**decoding, "batch_size": batch_size, "max_len": lm.max_len}, metrics=metrics,
+                      wall_s=round(time.perf_counter() - t0, 3), truncated=truncated, samples=samples)
+
+
+def _by_loglikelihood(lm, task: Task, examples: list[Example], prompts: list[str], batch_size: int,
+                      share_prompt: bool) -> tuple[list[Sample], int]:
+    requests, truncated = [], 0
+    for ex, prompt in zip(examples, prompts):
+        sep = "" if prompt[-1:].isspace() else " "
+        conts = [encode_continuation(lm, sep + label) for label in task.choices(ex)]
+        ids = encode_prompt(lm, prompt)
+        fitted = fit(ids, lm.max_len - max(map(len, conts)))
+        truncated += len(fitted) < len(ids)
+        requests.append((fitted, conts))
+    all_scores = loglikelihoods(lm, requests, batch_size=batch_size, share_prompt=share_prompt)
+    samples = []
+    for ex, prompt, scores in zip(examples, prompts, all_scores):
+        by_label = dict(zip(task.choices(ex), scores))
+        pred = max(by_label, key=by_label.get)  # ties go to the first label, as written
+        samples.append(Sample(ex.id, prompt, ex.reference, pred, pred == ex.reference, scores=by_label))
+    return samples, truncated
+
+
+def _by_generation(lm, task: Task, examples: list[Example], prompts: list[str], batch_size: int,
+                   max_new_tokens: int) -> tuple[list[Sample], int]:
+    ids = [encode_prompt(lm, p) for p in prompts]
+    fitted = [fit(i, lm.max_len - max_new_tokens) for i in ids]
+    outputs = generate(lm, fitted, max_new_tokens, batch_size=batch_size)
+    samples = []
+    for ex, prompt, out in zip(examples, prompts, outputs):
+        pred = task.parse(out)
+        correct = pred == ex.reference if task.labels else None  # free text: only the task metric judges it
+        # (a label set is correct when it matches exactly: both are sorted and joined the same way)
+        samples.append(Sample(ex.id, prompt, ex.reference, pred, correct, output=out))
+    return samples, sum(len(f) < len(i) for f, i in zip(fitted, ids))
+
+
+def score_predictions(task_name: str, predictions_jsonl: str | Path) -> dict[str, float]:
+    """Metrics of {"prediction", "reference"} lines; a prediction that is not a label is parsed as a generation."""
+    task = get_task(task_name)
+    refs, preds = [], []
+    with open(storage.fetch(str(predictions_jsonl)), encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+                refs.append(row["reference"])
+                pred = row["prediction"]
+            except (json.JSONDecodeError, KeyError, TypeError) as e:
+                expected = '{"prediction", "reference"}'
+                raise ValueError(f"{predictions_jsonl}:{n}: {e!r}; expected {expected}") from None
+            preds.append(pred if pred is None or pred in task.labels else task.parse(str(pred)))
+    return {f"{task.name}/{k}": v for k, v in task.metrics(refs, preds, task.labels).items()}

@@ -1,0 +1,150 @@
+"""Running a causal LM over prompts: option log-likelihoods and greedy generation, batched.
+
+Log-likelihood mode scores each option as the summed log-probability of its tokens after the prompt.
+With `share_prompt` (the default) each prompt runs once and its KV cache is reused by all of its
+options, so a 4-option question costs one prompt pass instead of four; single-token options (the
+letters and yes/no/maybe) then need no second pass at all. Both paths are checked against a plain
+one-sequence-at-a-time computation in the tests.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+
+@dataclass
+class LoadedModel:
+    model: torch.nn.Module
+    tokenizer: object  # a transformers tokenizer
+    device: torch.device
+    dtype: torch.dtype
+    max_len: int  # positions the model was built for
+
+    @property
+    def pad_id(self) -> int:
+        tok = self.tokenizer
+        return next((i for i in (tok.pad_token_id, tok.eos_token_id) if i is not None), 0)
+
+
+def load_model(model_dir: str | Path, device: str | None = None) -> LoadedModel:
+    """An HF causal LM and its tokenizer, in eval mode: bf16 on CUDA, fp32 on CPU."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    dtype = torch.bfloat16 if dev.type == "cuda" else torch.float32
+    tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+    model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=dtype).to(dev).eval()
+    max_len = getattr(model.config, "max_position_embeddings", None) or 2048
+    return LoadedModel(model, tokenizer, dev, dtype, max_len)
+
+
+def encode_prompt(lm: LoadedModel, text: str) -> list[int]:
+    return list(lm.tokenizer(text, add_special_tokens=True)["input_ids"])
+
+
+def encode_continuation(lm: LoadedModel, text: str) -> list[int]:
+    return list(lm.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def fit(ids: list[int], budget: int) -> list[int]:
+    """Cut the middle of an over-long prompt: the instruction (head) and the question (tail) stay."""
+    if len(ids) <= budget:
+        return ids
+    head = budget // 4
+    return ids[:head] + ids[len(ids) - (budget - head):]
+
+
+def _batches(order: list[int], size: int, desc: str):
+    for start in tqdm(range(0, len(order), size), desc=desc, unit="batch", leave=False, disable=None):
+        yield order[start:start + size]
+
+
+def _pad(rows: list[list[int]], pad_id: int, left: bool, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, r in enumerate(rows):
+        span = slice(width - len(r), width) if left else slice(0, len(r))
+        ids[i, span] = torch.tensor(r, dtype=torch.long)
+        mask[i, span] = 1
+    return ids.to(device), mask.to(device)
+
+
+def loglikelihoods(lm: LoadedModel, requests: list[tuple[list[int], list[list[int]]]], batch_size: int = 8,
+                   share_prompt: bool = True) -> list[list[float]]:
+    """For each (prompt ids, [option ids]): the summed log-prob of every option given the prompt."""
+    if any(not c for _, conts in requests for c in conts):
+        raise ValueError("an option encodes to no tokens; every option needs at least one token")
+    run = _loglik_shared if share_prompt else _loglik_unshared
+    with torch.inference_mode():
+        return run(lm, requests, batch_size)
+
+
+def _loglik_unshared(lm: LoadedModel, requests, batch_size: int) -> list[list[float]]:
+    pairs = [(i, j, p, c) for i, (p, conts) in enumerate(requests) for j, c in enumerate(conts)]
+    scores = [[0.0] * len(conts) for _, conts in requests]
+    # longest first: the first batch shows at once whether memory suffices, and padding stays small
+    order = sorted(range(len(pairs)), key=lambda k: -(len(pairs[k][2]) + len(pairs[k][3])))
+    for batch in _batches(order, batch_size, "loglikelihood"):
+        rows = [pairs[k][2] + pairs[k][3] for k in batch]
+        ids, mask = _pad(rows, lm.pad_id, left=False, device=lm.device)
+        logits = lm.model(input_ids=ids, attention_mask=mask).logits
+        for row, k in enumerate(batch):
+            i, j, p, c = pairs[k]
+            logp = torch.log_softmax(logits[row, len(p) - 1:len(p) + len(c) - 1].float(), dim=-1)
+            scores[i][j] = logp.gather(1, torch.tensor(c, device=lm.device)[:, None]).sum().item()
+    return scores
+
+
+def _loglik_shared(lm: LoadedModel, requests, batch_size: int) -> list[list[float]]:
+    scores = [[0.0] * len(conts) for _, conts in requests]
+    order = sorted(range(len(requests)), key=lambda i: -len(requests[i][0]))
+    for batch in _batches(order, batch_size, "loglikelihood (shared prompts)"):
+        ids, mask = _pad([requests[i][0] for i in batch], lm.pad_id, left=True, device=lm.device)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        out = lm.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1)
+        first = torch.log_softmax(out.logits[:, -1].float(), dim=-1)  # left padding: every prompt ends last
+        pairs = [(row, i, j, c) for row, i in enumerate(batch) for j, c in enumerate(requests[i][1])]
+        for row, i, j, c in pairs:
+            scores[i][j] = first[row, c[0]].item()
+        rest = [pair for pair in pairs if len(pair[3]) > 1]
+        for start in range(0, len(rest), batch_size):
+            _continue_options(lm, out.cache, mask, rest[start:start + batch_size], scores)
+    return scores
+
+
+def _continue_options(lm: LoadedModel, cache, prompt_mask: torch.Tensor, pairs, scores) -> None:
+    """Feed options' tokens after their prompt's cached keys/values; add their log-probs to `scores`."""
+    from transformers import DynamicCache
+
+    rows = torch.tensor([row for row, *_ in pairs], device=lm.device)
+    selected = DynamicCache(config=lm.model.config)
+    for layer_idx, layer in enumerate(cache.layers):
+        selected.update(layer.keys[rows], layer.values[rows], layer_idx)
+    feed, feed_mask = _pad([c[:-1] for *_, c in pairs], lm.pad_id, left=False, device=lm.device)
+    start = prompt_mask[rows].sum(-1, keepdim=True)
+    positions = start + torch.arange(feed.shape[1], device=lm.device)
+    logits = lm.model(input_ids=feed, attention_mask=torch.cat([prompt_mask[rows], feed_mask], dim=1),
+                      position_ids=positions, cache=selected, use_cache=True).logits
+    for k, (_, i, j, c) in enumerate(pairs):
+        logp = torch.log_softmax(logits[k, :len(c) - 1].float(), dim=-1)
+        scores[i][j] += logp.gather(1, torch.tensor(c[1:], device=lm.device)[:, None]).sum().item()
+
+
+def generate(lm: LoadedModel, prompts: list[list[int]], max_new_tokens: int, batch_size: int = 8) -> list[str]:
+    """Greedy continuations of token-id prompts (left-padded batches), decoded without special tokens."""
+    outputs = [""] * len(prompts)
+    order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
+    with torch.inference_mode():
+        for batch in _batches(order, batch_size, "generate"):
+            ids, mask = _pad([prompts[i] for i in batch], lm.pad_id, left=True, device=lm.device)
+            out = lm.model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens,
+                                    do_sample=False, num_beams=1, pad_token_id=lm.pad_id,
+                                    eos_token_id=lm.tokenizer.eos_token_id)
+            for row, i in enumerate(batch):
+                outputs[i] = lm.tokenizer.decode(out[row, ids.shape[1]:], skip_special_tokens=True)
+    return outputs

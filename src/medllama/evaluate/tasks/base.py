@@ -1,0 +1,118 @@
+"""What every task is made of; the tasks themselves are one module per dataset (release formats).
+
+A task turns release records into `Example`s, writes the zero-shot instruction and input for one
+(Me-LLaMA style: instruction, then the question and options, "Answer with ..."), names the label
+set scored by macro-F1 (empty for free-text tasks such as summaries), and parses a generation back
+into a label.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from medllama.evaluate.metrics import classification_metrics
+
+
+class TaskError(ValueError):
+    """An unknown task or a data file that does not match the task's release format."""
+
+
+class CredentialedDataError(FileNotFoundError):
+    """A credentialed dataset that is not bundled: the message says where to obtain it and how to point to it."""
+
+
+@dataclass(frozen=True)
+class Example:
+    id: str
+    question: str
+    reference: str
+    options: dict[str, str] = field(default_factory=dict)  # label -> option text, in display order
+    context: str = ""
+
+
+@dataclass(frozen=True)
+class Task:
+    """How to load, prompt, score and parse one dataset."""
+
+    name: str
+    release_file: str  # the file of the public release this task reads
+    labels: tuple[str, ...]  # label set: loglikelihood choices and macro-F1 classes
+    load: Callable[[Path, int | None], list[Example]]
+    instruction: str
+    render_input: Callable[[Example], str]
+    parse: Callable[[str], str | None]
+    metrics: Callable[[list[str], list[str | None], tuple[str, ...]], dict[str, float]] = classification_metrics
+    max_new_tokens: int = 8
+    access: str = ""  # for credentialed data: where it is obtained (never bundled)
+    multi_label: bool = False  # references and predictions are LABEL_SEP-joined label sets
+
+    @property
+    def scores_options(self) -> bool:
+        """Whether loglikelihood mode applies: one answer out of a fixed label set."""
+        return bool(self.labels) and not self.multi_label
+
+    def choices(self, example: Example) -> list[str]:
+        """Labels scored in loglikelihood mode, each written as the model would answer it."""
+        return list(example.options) if example.options else list(self.labels)
+
+
+def render_multiple_choice(ex: Example) -> str:
+    options = "\n".join(f"{k}. {v}" for k, v in ex.options.items())
+    return f"Question: {ex.question}\nOptions:\n{options}"
+
+
+def parse_letter(text: str, letters: str = "ABCD") -> str | None:
+    """'The answer is (B).', 'B: Aspirin', 'answer: c' → the letter; None when no letter stands alone."""
+    text = text.strip()
+    cls = f"[{letters}{letters.lower()}]"
+    up = f"[{letters}]"
+    # A bare capital "A" is also an article ("A 45-year-old ..."), so a letter only counts when it is
+    # marked as an answer: "answer is", "option", brackets, or followed by ".", ")", ":" or the end.
+    for pattern, flags in (
+        (rf"^\W*({cls})\W*$", 0),  # the letter alone, any case: "c", "(B)."
+        (rf"\b(?:answer|option)\s*(?:is|:)?\s*[\(\[]?({cls})\b", re.IGNORECASE),
+        (rf"^\W*({up})\s*(?:[.):]|$)", 0),
+        (rf"[\(\[]({cls})[\)\]]", 0),
+        (rf"\b({up})(?:[.):]|\s*$)", 0),
+    ):
+        m = re.search(pattern, text, flags=flags)
+        if m:
+            return m.group(1).upper()
+    return None
+
+
+def parse_word(text: str, words: tuple[str, ...]) -> str | None:
+    """The first of `words` that appears as a whole word ('Maybe.', 'yes, because ...')."""
+    m = re.search(r"\b(" + "|".join(map(re.escape, words)) + r")\b", text, flags=re.IGNORECASE)
+    return m.group(1).lower() if m else None
+
+
+def read_jsonl(path: Path, task: str, expected: str, build: Callable[[dict, int], Example],
+               labels: tuple[str, ...] = (), limit: int | None = None) -> list[Example]:
+    """Examples from a JSONL release file (`build(record, line number)`); a bad line fails with its number and
+    the fields expected."""
+    examples: list[Example] = []
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if limit and len(examples) >= limit:
+                break
+            if not line.strip():
+                continue
+            try:
+                ex = build(json.loads(line), n)
+            except TaskError as e:
+                raise TaskError(f"{task} {path}:{n}: {e}") from None
+            except (ValueError, KeyError, TypeError, AttributeError) as e:  # JSONDecodeError is a ValueError
+                raise TaskError(f"{task} {path}:{n}: {e!r}; expected {expected}") from None
+            if labels and ex.reference not in labels:
+                raise TaskError(f"{task} {path}:{n}: answer {ex.reference!r} is not one of {list(labels)}")
+            examples.append(ex)
+    return examples
+
+
+def take(items: list[Example], limit: int | None) -> list[Example]:
+    return items[:limit] if limit else items

@@ -1,0 +1,75 @@
+"""Batched and prompt-sharing log-likelihoods equal a slow one-sequence-at-a-time computation."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import torch
+
+from medllama.evaluate.scoring import encode_continuation, encode_prompt, fit, generate, loglikelihoods
+
+
+def manual_loglikelihood(lm, prompt: list[int], cont: list[int]) -> float:
+    """The definition, unbatched and unpadded: sum over option tokens of log p(token | everything before)."""
+    with torch.inference_mode():
+        logits = lm.model(input_ids=torch.tensor([prompt + cont])).logits[0]
+    total = 0.0
+    for k, token in enumerate(cont):
+        total += torch.log_softmax(logits[len(prompt) - 1 + k].double(), dim=-1)[token].item()
+    return total
+
+
+@pytest.fixture(scope="module")
+def requests(lm):
+    rng = random.Random(0)
+    vocab = lm.model.config.vocab_size
+    bos = lm.tokenizer.bos_token_id
+    # prompts of very different lengths (padding), options of 1-5 tokens (the shared path's second pass)
+    return [([bos] + [rng.randrange(4, vocab) for _ in range(rng.randint(1, 60))],
+             [[rng.randrange(4, vocab) for _ in range(rng.randint(1, 5))] for _ in range(rng.randint(2, 4))])
+            for _ in range(11)]
+
+
+@pytest.fixture(scope="module")
+def reference(lm, requests):
+    return [[manual_loglikelihood(lm, p, c) for c in conts] for p, conts in requests]
+
+
+@pytest.mark.parametrize("share_prompt", [False, True])
+@pytest.mark.parametrize("batch_size", [1, 3, 8])
+def test_batched_equals_unbatched(lm, requests, reference, share_prompt, batch_size):
+    got = loglikelihoods(lm, requests, batch_size=batch_size, share_prompt=share_prompt)
+    for want_row, got_row in zip(reference, got):
+        assert got_row == pytest.approx(want_row, abs=1e-4)
+
+
+def test_shared_equals_unshared_on_real_prompts(lm):
+    prompts = ["### Instruction:\nAnswer with yes, no, or maybe.\n\n### Response:\n",
+               "### Instruction:\nAnswer with the letter.\n\n### Input:\nQuestion: Which is it?\n\n### Response:\n"]
+    reqs = [(encode_prompt(lm, p), [encode_continuation(lm, c) for c in ("yes", "no", "maybe", "A")]) for p in prompts]
+    assert any(len(c) > 1 for _, conts in reqs for c in conts)
+    shared = loglikelihoods(lm, reqs, batch_size=2, share_prompt=True)
+    unshared = loglikelihoods(lm, reqs, batch_size=2, share_prompt=False)
+    for s, u in zip(shared, unshared):
+        assert s == pytest.approx(u, abs=1e-4)
+
+
+def test_empty_option_is_refused(lm):
+    with pytest.raises(ValueError, match="no tokens"):
+        loglikelihoods(lm, [([1, 5], [[]])])
+
+
+def test_fit_keeps_head_and_tail():
+    ids = list(range(100))
+    cut = fit(ids, 40)
+    assert len(cut) == 40 and cut[:10] == ids[:10] and cut[10:] == ids[-30:]
+    assert fit(ids, 200) == ids
+
+
+def test_generate_matches_unbatched_greedy(lm):
+    prompts = [encode_prompt(lm, "### Response:\n"), encode_prompt(lm, "Question: is it yes or no?\nAnswer:")]
+    batched = generate(lm, prompts, max_new_tokens=5, batch_size=2)
+    one_by_one = [generate(lm, [p], max_new_tokens=5, batch_size=1)[0] for p in prompts]
+    assert batched == one_by_one
+    assert all(isinstance(o, str) for o in batched)
