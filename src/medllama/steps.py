@@ -103,39 +103,24 @@ def register_step(
     tracking_uri: str | None = None,
 ):
     """Registers an evaluated model: candidate metrics, base metrics under `base/`, reports as artifacts."""
-    from medllama.registry import register_model
+    from medllama.registry import register_recipe_model
 
     summary = json.loads((Path(results_dir) / SUMMARY).read_text())
-    metrics = dict(summary["candidate"])
-    metrics.update({f"base/{k}": v for k, v in summary["base"].items()})
+    metrics = {**summary["candidate"], **{f"base/{k}": v for k, v in summary["base"].items()}}
     artifacts: dict[str, str | Path] = {"evaluation": results_dir}
     if stats_path:
         artifacts["data_stats.json"] = stats_path
-    tags = {**recipe.registry.tags, "recipe": recipe.name, "promotion": promotion_reasons or "; ".join(summary["reasons"])}
-    return register_model(
-        model_dir,
-        recipe.registry.model_name,
-        metrics=metrics,
-        params=flat_params(recipe),
-        tags=tags,
-        artifacts=artifacts,
-        description=recipe.registry.description,
-        tracking_uri=tracking_uri,
-        alias="candidate",
+    rv = register_recipe_model(recipe, model_dir, metrics, artifacts=artifacts, tracking_uri=tracking_uri, alias="candidate")
+    _tag_promotion(rv, promotion_reasons or "\n".join(summary["reasons"]))
+    return rv
+
+
+def _tag_promotion(rv, reasons: str) -> None:
+    from mlflow import MlflowClient
+
+    MlflowClient(tracking_uri=rv.tracking_uri, registry_uri=rv.tracking_uri).set_model_version_tag(
+        rv.name, rv.version, "promotion", reasons[:4900]
     )
-
-
-def flat_params(recipe: Recipe) -> dict[str, str]:
-    """The resolved recipe as flat MLflow params (`cpt.lr` → "0.003")."""
-
-    def walk(node, prefix=""):
-        if isinstance(node, dict):
-            for k, v in node.items():
-                yield from walk(v, f"{prefix}{k}.")
-        else:
-            yield prefix.rstrip("."), json.dumps(node) if isinstance(node, (list, dict)) else str(node)
-
-    return dict(walk(recipe.model_dump(mode="json")))
 
 
 def latest_registration(recipe_name: str, overrides: dict, tracking_uri: str | None, since: float) -> dict:
@@ -143,7 +128,7 @@ def latest_registration(recipe_name: str, overrides: dict, tracking_uri: str | N
     from mlflow import MlflowClient
 
     from medllama.recipe import load_recipe
-    from medllama.registry import resolve_tracking_uri, ui_command
+    from medllama.registry.store import resolve_tracking_uri, ui_command
 
     recipe = load_recipe(recipe_name, overrides)
     uri = resolve_tracking_uri(tracking_uri)
