@@ -119,9 +119,11 @@ def publish(local: str | Path, uri: str) -> str:
     if is_s3(uri):
         bucket, key = split_s3(uri)
         client = s3_client()
-        files = [local] if local.is_file() else sorted(p for p in local.rglob("*") if p.is_file())
-        for f in files:
-            rel = f.name if local.is_file() else f.relative_to(local).as_posix()
+        if local.is_file():  # a file goes to exactly `uri`, as it does for a local destination
+            client.upload_file(str(local), bucket, key or local.name)
+            return uri
+        for f in sorted(p for p in local.rglob("*") if p.is_file()):
+            rel = f.relative_to(local).as_posix()
             client.upload_file(str(f), bucket, f"{key.rstrip('/')}/{rel}" if key else rel)
         return uri
     dest = local_path(uri)

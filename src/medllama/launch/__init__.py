@@ -1,0 +1,101 @@
+"""Run a training stage where it is asked to run: `local` (torchrun subprocess) or `kubernetes` (PyTorchJob).
+
+Both run the same `-m medllama.train ...` command (launch.command.train_argv); the result is the exported
+model directory and the run's metrics.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from medllama import storage
+from medllama.launch.local import TrainingFailed
+from medllama.recipe import load_recipe
+
+log = logging.getLogger(__name__)
+
+__all__ = ["StageResult", "TrainingFailed", "read_metrics", "render_pytorchjob", "run_stage"]
+
+
+@dataclass
+class StageResult:
+    model_dir: Path | str  # `{output_dir}/model`, a plain HF model directory (str for s3://)
+    metrics: dict[str, Any] = field(default_factory=dict)  # the trainer's metrics.json
+
+
+def run_stage(recipe_path: str, stage: str, data_dir: str | Path, tokenizer_dir: str | Path, init: str | None,
+              output_dir: str | Path, launcher: str = "local", overrides: dict[str, Any] | None = None,
+              dry_run: bool = False, **k8s_options: Any) -> StageResult:
+    """Train `stage` of the recipe and return its exported model; TrainingFailed (with the log tail) on failure.
+
+    `init`: HF dir or URI to start from; None = the recipe's model.base (random init when that is null);
+    "none" = random init. `k8s_options` go to launch.kubernetes.run_pytorchjob (namespace, image, pvc, ...);
+    paths are then paths inside the pods (a PVC mount) or s3:// URIs. `dry_run` prints the command (local)
+    or the PyTorchJob YAML (kubernetes) and runs nothing.
+    """
+    from medllama.launch.command import train_argv
+
+    recipe = load_recipe(recipe_path, overrides)  # fail fast on a bad recipe or override
+    spec = recipe.stage(stage)
+    argv = train_argv(recipe_path, stage, data_dir, tokenizer_dir, recipe.model.base if init is None else init,
+                      output_dir, overrides)
+    what = f"training stage {stage!r} of {recipe_path}"
+    if launcher == "local":
+        if k8s_options:
+            raise TypeError(f"launcher 'local' takes no Kubernetes options; got {sorted(k8s_options)}")
+        from medllama.launch.local import local_command, run_local
+
+        if dry_run:
+            print(shlex.join(local_command(argv, spec.nproc_per_node)))
+        else:
+            run_local(argv, spec.nproc_per_node, what)
+    elif launcher == "kubernetes":
+        from medllama.launch.kubernetes import run_pytorchjob, stage_job
+
+        if dry_run:
+            from medllama.k8s.pytorchjob import to_yaml
+
+            print(to_yaml(stage_job(argv, spec, **k8s_options)), end="")
+        else:
+            run_pytorchjob(argv, spec, what, **k8s_options)
+    else:
+        raise ValueError(f"launcher {launcher!r}: use 'local' or 'kubernetes'")
+    out = str(output_dir).rstrip("/")
+    model_dir = f"{out}/model" if storage.is_s3(out) else Path(out) / "model"
+    if dry_run:
+        return StageResult(model_dir=model_dir, metrics={})
+    # a launcher pod may not mount the PVC the job wrote to: then the metrics stay with the job
+    return StageResult(model_dir=model_dir, metrics=read_metrics(out, required=launcher == "local"))
+
+
+def render_pytorchjob(recipe_path: str, stage: str, data_dir: str | Path, tokenizer_dir: str | Path, init: str | None,
+                      output_dir: str | Path, overrides: dict[str, Any] | None = None, **options: Any) -> str:
+    """The YAML of the PyTorchJob run_stage(launcher='kubernetes') would create (for `--dry-run`)."""
+    from medllama.k8s.pytorchjob import to_yaml
+    from medllama.launch.command import train_argv
+    from medllama.launch.kubernetes import stage_job
+
+    recipe = load_recipe(recipe_path, overrides)
+    argv = train_argv(recipe_path, stage, data_dir, tokenizer_dir, recipe.model.base if init is None else init,
+                      output_dir, overrides)
+    return to_yaml(stage_job(argv, recipe.stage(stage), **options))
+
+
+def read_metrics(output_dir: str, required: bool = True) -> dict[str, Any]:
+    """The trainer's `{output_dir}/metrics.json` (local path or s3://); {} if absent and not `required`."""
+    uri = f"{output_dir.rstrip('/')}/metrics.json"
+    try:
+        if storage.is_s3(uri):
+            bucket, key = storage.split_s3(uri)  # read directly: storage.fetch would cache a stale copy
+            return json.loads(storage.s3_client().get_object(Bucket=bucket, Key=key)["Body"].read())
+        return json.loads(Path(uri).read_text())
+    except Exception as e:  # noqa: BLE001 - missing file, no bucket, no credentials: all "cannot read"
+        if required:
+            raise TrainingFailed(f"training finished but {uri} cannot be read: {e}") from None
+        log.warning("%s cannot be read here (%s); returning no metrics", uri, e)
+        return {}
