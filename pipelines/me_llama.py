@@ -64,13 +64,12 @@ def me_llama(
     evaluation = evaluate_models(
         candidate=sft.outputs["model"], base=cpt.outputs["model"], **common
     ).set_display_name("evaluate")
-    with dsl.If(evaluation.outputs["promote"] == True, name="candidate-not-worse"):  # noqa: E712 (KFP condition)
+    with dsl.If(evaluation.outputs["Output"] == True, name="candidate-not-worse"):  # noqa: E712 (KFP condition)
         registered = register_model(
             tracking_uri=tracking_uri,
             model=sft.outputs["model"],
             results=evaluation.outputs["results"],
             dataset=data.outputs["dataset"],
-            reasons=evaluation.outputs["reasons"],
             **common,
         ).set_display_name("register in MLflow")
     for task in (data, cpt, sft, evaluation, registered):

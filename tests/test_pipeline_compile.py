@@ -37,7 +37,7 @@ def test_compiled_yaml_chains_the_stages_and_mounts_the_work_volume():
     assert set(tasks["train-stage-2"]["dependentTasks"]) == {"prepare-data", "train-stage"}
     assert set(tasks["evaluate-models"]["dependentTasks"]) == {"train-stage", "train-stage-2"}
     condition = tasks["condition-1"]["triggerPolicy"]["condition"]
-    assert "promote" in condition
+    assert "evaluate-models-Output" in condition
     executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
     assert len(executors) == 5
     assert all(e["pvcMount"][0]["mountPath"] == me_llama.WORK_MOUNT for e in executors.values())

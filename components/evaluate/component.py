@@ -1,7 +1,5 @@
 """KFP component: score the candidate and the base model on the recipe's benchmark tasks, decide promotion."""
 
-from typing import NamedTuple
-
 from kfp import dsl
 from kfp.dsl import HTML, Artifact, Input, Markdown, Metrics, Model, Output
 
@@ -18,10 +16,12 @@ def evaluate_models(
     results: Output[Artifact],
     report: Output[Markdown],
     chart: Output[HTML],
-) -> NamedTuple("Decision", promote=bool, reasons=str):
-    """Runs medllama.evaluate on both models; `promote` is true when the candidate is not worse."""
-    from collections import namedtuple
+) -> bool:
+    """Runs medllama.evaluate on both models; returns true when the candidate is not worse than the base.
 
+    A single `bool` output (not a NamedTuple) because kfp.local's condition evaluation only resolves a
+    task's `Output`; the reasons travel in the results artifact.
+    """
     from medllama.steps import evaluate_step
     from medllama.recipe import load_recipe
 
@@ -36,5 +36,5 @@ def evaluate_models(
         f.write(outcome.markdown)
     with open(chart.path, "w") as f:
         f.write(outcome.html)
-    results.metadata.update({"promote": outcome.promote})
-    return namedtuple("Decision", ["promote", "reasons"])(outcome.promote, "\n".join(outcome.reasons))
+    results.metadata.update({"promote": outcome.promote, "reasons": outcome.reasons})
+    return outcome.promote

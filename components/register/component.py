@@ -16,7 +16,6 @@ def register_model(
     model: Input[Model],
     results: Input[Artifact],
     dataset: Input[Dataset],
-    reasons: str,
 ) -> NamedTuple("Registered", name=str, version=str, model_uri=str):
     """Registers the model with its evaluation results, data stats and the promotion decision."""
     from collections import namedtuple
@@ -29,7 +28,6 @@ def register_model(
         model_dir=model.metadata["uri"],
         results_dir=results.path,
         stats_path=dataset.path,
-        promotion_reasons=reasons,
         tracking_uri=tracking_uri or None,
     )
     return namedtuple("Registered", ["name", "version", "model_uri"])(rv.name, rv.version, rv.model_uri)

@@ -99,7 +99,6 @@ def register_step(
     model_dir: str,
     results_dir: str | Path,
     stats_path: str | Path | None,
-    promotion_reasons: str = "",
     tracking_uri: str | None = None,
 ):
     """Registers an evaluated model: candidate metrics, base metrics under `base/`, reports as artifacts."""
@@ -111,7 +110,7 @@ def register_step(
     if stats_path:
         artifacts["data_stats.json"] = stats_path
     rv = register_recipe_model(recipe, model_dir, metrics, artifacts=artifacts, tracking_uri=tracking_uri, alias="candidate")
-    _tag_promotion(rv, promotion_reasons or "\n".join(summary["reasons"]))
+    _tag_promotion(rv, "\n".join(summary["reasons"]))
     return rv
 
 
