@@ -2,6 +2,7 @@
 #   make demo     the whole pipeline on this machine (kfp.local, tiny recipe, CPU)
 #   make test     the test suite (unit + local tiers; GPU tests run only where a GPU is)
 #   make compile  recompile pipelines/me_llama.yaml for the Kubeflow UI
+#   make render-jobs  re-render k8s/jobs/*.yaml (PyTorchJobs for kubectl apply -f)
 #   make bench    the benchmarks in bench/ (see bench/RESULTS.md)
 
 PYTHON ?= python3
@@ -14,7 +15,7 @@ TORCH_VERSION ?= 2.13.0
 TORCH_INDEX   ?=
 PYTEST_ARGS   ?=
 
-.PHONY: demo test compile bench clean venv
+.PHONY: demo test compile render-jobs bench clean venv
 
 venv: $(STAMP)
 
@@ -39,8 +40,11 @@ test: $(STAMP)
 compile: $(STAMP)
 	$(BIN)/medllama pipeline compile
 
+render-jobs: $(STAMP)
+	$(BIN)/python -m medllama.k8s.render_jobs
+
 bench: $(STAMP)
-	$(BIN)/python bench/train_throughput.py --device cpu --tiny
+	$(BIN)/python bench/train_throughput.py --device cpu --tiny --steps 3 --warmup 1
 
 clean:
 	rm -rf .medllama local_outputs

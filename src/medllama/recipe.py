@@ -94,6 +94,13 @@ class TrainStage(_Strict):
     zero_stage: Literal[0, 1, 2, 3] = 2
     offload_optimizer: bool = False
     activation_checkpointing: bool = False
+    # throughput levers (defaults = the plain behaviour; see bench/train_throughput.py)
+    attn_implementation: Literal["eager", "sdpa", "flash_attention_2", "flash_attention_3"] | None = Field(
+        None, description="HF attention kernel; null = transformers' default (sdpa)")
+    compile: bool = Field(False, description="torch.compile the model (DeepSpeed engine.compile)")
+    fused_optimizer: bool = Field(False, description="DeepSpeed FusedAdam (CUDA, JIT-built op) instead of torch AdamW")
+    bf16_master_weights: bool = Field(
+        False, description="ZeRO master weights and grads (and, without offload, Adam moments) in bf16; needs bf16, zero_stage >= 1")
     lora: LoraSpec | None = None
     nproc_per_node: int = Field(1, gt=0)
     nnodes: int = Field(1, gt=0)

@@ -88,3 +88,34 @@ def test_scheduler_factory_drives_an_optimizer():
         opt.step()
         sched.step()
     assert lrs[0] == pytest.approx(1e-3) and lrs[-1] < 1e-4
+
+
+def test_throughput_levers_default_off():
+    s = stage()
+    assert (s.attn_implementation, s.compile, s.fused_optimizer, s.bf16_master_weights) == (None, False, False, False)
+    cfg = build_ds_config(s, world_size=1)
+    assert cfg["bf16"] == {"enabled": True} and cfg["optimizer"]["params"]["torch_adam"] is True
+
+
+def test_fused_optimizer_is_deepspeeds_fused_adam():
+    cfg = build_ds_config(stage(fused_optimizer=True), world_size=1)
+    assert cfg["optimizer"]["type"] == "AdamW" and "torch_adam" not in cfg["optimizer"]["params"]
+    with pytest.raises(ValueError, match="offload_optimizer"):
+        build_ds_config(stage(fused_optimizer=True, offload_optimizer=True), world_size=1)
+
+
+def test_bf16_master_weights_needs_bf16_and_zero():
+    cfg = build_ds_config(stage(bf16_master_weights=True), world_size=1)
+    assert cfg["bf16"] == {"enabled": True, "bf16_master_weights_and_grads": True, "bf16_optimizer_states": True}
+    offload = build_ds_config(stage(bf16_master_weights=True, offload_optimizer=True), world_size=1)
+    assert offload["bf16"] == {"enabled": True, "bf16_master_weights_and_grads": True}  # CPU Adam keeps fp32 moments
+    for bad in ({"precision": "fp32"}, {"zero_stage": 0}):
+        with pytest.raises(ValueError, match="bf16_master_weights needs"):
+            build_ds_config(stage(bf16_master_weights=True, **bad), world_size=1)
+
+
+def test_deepspeed_accepts_the_generated_levers():
+    from deepspeed.runtime.config import DeepSpeedConfig
+
+    cfg = DeepSpeedConfig(build_ds_config(stage(bf16_master_weights=True, fused_optimizer=True), world_size=1))
+    assert cfg.bfloat16_config.bf16_master_weights_and_grads and cfg.bfloat16_config.enabled

@@ -63,15 +63,19 @@ def test_lora_export_is_a_plain_merged_hf_model(tiny_assets, tmp_path):
     assert len(AutoTokenizer.from_pretrained(out)) == len(tok)
 
 
-def test_packed_documents_do_not_attend_across_boundaries(tiny_assets):
-    """position_ids from the packed data restart per document; the model then masks across documents."""
+@pytest.mark.parametrize("attn", [None, "sdpa", "eager"])
+def test_packed_documents_do_not_attend_across_boundaries(tiny_assets, attn):
+    """position_ids from the packed data restart per document; the model then masks across documents,
+    with the default kernel, SDPA and eager attention alike."""
     ds = PackedDataset(tiny_assets["cpt"])
     row = ds[3]
     starts = ds.doc_starts(3)
     assert len(starts) >= 2 and row["position_ids"][starts[0]] == 0
     recipe = load_recipe(tiny_assets["recipe"])
     tok = AutoTokenizer.from_pretrained(tiny_assets["tokenizer"])
-    model = build_model(recipe, recipe.cpt, None, tok).eval()
+    stage = recipe.cpt.model_copy(update={"attn_implementation": attn})
+    model = build_model(recipe, stage, None, tok).eval()
+    assert model.config._attn_implementation == (attn or "sdpa")
     ids, pos = torch.from_numpy(row["input_ids"])[None], torch.from_numpy(row["position_ids"])[None]
     b = int(starts[1])  # a document that starts inside the row
     changed = ids.clone()
@@ -80,3 +84,11 @@ def test_packed_documents_do_not_attend_across_boundaries(tiny_assets):
         a1 = model(input_ids=ids, position_ids=pos, use_cache=False).logits[0, b:b + 5]
         a2 = model(input_ids=changed, position_ids=pos, use_cache=False).logits[0, b:b + 5]
     assert torch.allclose(a1, a2, atol=1e-5)
+
+
+def test_flash_attention_without_its_package_or_gpu_fails_with_the_fix(tiny_assets):
+    recipe = load_recipe(tiny_assets["recipe"])
+    tok = AutoTokenizer.from_pretrained(tiny_assets["tokenizer"])
+    stage = recipe.cpt.model_copy(update={"attn_implementation": "flash_attention_2"})
+    with pytest.raises(ValueError, match="use 'sdpa'"):
+        build_model(recipe, stage, None, tok)

@@ -39,6 +39,8 @@ class PyTorchJobOptions:
     service_account: str | None = None
     labels: dict[str, str] = field(default_factory=dict)
     node_selector: dict[str, str] = field(default_factory=dict)
+    # e.g. [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}] for tainted GPU nodes
+    tolerations: list[dict[str, str]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         # pods are named NAME-master-0 / NAME-worker-N and their names are DNS labels (<= 63 chars)
@@ -88,8 +90,9 @@ def _pod(command: list[str], o: PyTorchJobOptions) -> m.V1PodTemplateSpec:
         resources=_resources(o),
         volume_mounts=mounts,
     )
+    tolerations = [m.V1Toleration(**t) for t in o.tolerations] or None
     spec = m.V1PodSpec(containers=[container], volumes=volumes, service_account_name=o.service_account,
-                       node_selector=o.node_selector or None)
+                       node_selector=o.node_selector or None, tolerations=tolerations)
     labels = {"app.kubernetes.io/name": "medllama-train", **o.labels}
     return m.V1PodTemplateSpec(metadata=m.V1ObjectMeta(labels=labels), spec=spec)
 

@@ -3,7 +3,8 @@
 Recipes say what to train; this module turns a TrainStage into how DeepSpeed runs it. The optimizer is
 DeepSpeed's AdamW built from the config (so it checkpoints with the engine); without optimizer offload
 it is torch's AdamW (`torch_adam`), which needs no compiled op and is exact on CPU; with offload it is
-DeepSpeed's CPU Adam, the only optimizer ZeRO-Offload runs fast with.
+DeepSpeed's CPU Adam, the only optimizer ZeRO-Offload runs fast with; with `fused_optimizer` it is
+DeepSpeed's FusedAdam (one multi-tensor CUDA kernel, JIT-built on first use: set TORCH_CUDA_ARCH_LIST).
 The schedule is one formula for warmup + cosine/linear/constant with a floor of `min_lr_ratio`, given to
 DeepSpeed as a LambdaLR factory: its state (the step) is saved and restored by engine checkpoints.
 """
@@ -20,8 +21,16 @@ from torch.optim.lr_scheduler import LambdaLR
 from medllama.recipe import TrainStage
 
 
-def precision_section(precision: str) -> dict[str, Any]:
+def precision_section(precision: str, bf16_master_weights: bool = False, offload: bool = False) -> dict[str, Any]:
     if precision == "bf16":
+        if bf16_master_weights:
+            # no fp32 copy of the weights: less memory and optimizer traffic, coarser updates. DeepSpeed keeps
+            # fp32 Adam moments beside bf16 master weights only in CPU Adam (offload); on the GPU the moments
+            # must be bf16 too, or ZeRO refuses the config.
+            section = {"enabled": True, "bf16_master_weights_and_grads": True}
+            if not offload:
+                section["bf16_optimizer_states"] = True
+            return {"bf16": section}
         return {"bf16": {"enabled": True}}
     if precision == "fp16":
         # dynamic loss scaling: fp16 gradients under- or overflow without it
@@ -38,6 +47,12 @@ def build_ds_config(stage: TrainStage, world_size: int) -> dict[str, Any]:
         if stage.zero_stage == 0:
             raise ValueError("offload_optimizer needs zero_stage >= 1; set zero_stage or offload_optimizer: false")
         zero["offload_optimizer"] = {"device": "cpu", "pin_memory": False}
+    if stage.bf16_master_weights and (stage.precision != "bf16" or stage.zero_stage == 0):
+        raise ValueError("bf16_master_weights needs precision: bf16 and zero_stage >= 1; "
+                         "set those or bf16_master_weights: false")
+    if stage.fused_optimizer and stage.offload_optimizer:
+        raise ValueError("fused_optimizer is a GPU optimizer but offload_optimizer runs it on the CPU; "
+                         "drop one of them")
     if stage.zero_stage == 3:
         # export gathers the full weights itself; no 16-bit copy inside every checkpoint
         zero.update(stage3_gather_16bit_weights_on_model_save=False)
@@ -47,7 +62,7 @@ def build_ds_config(stage: TrainStage, world_size: int) -> dict[str, Any]:
         "eps": 1e-8,
         "weight_decay": stage.weight_decay,
     }
-    if not stage.offload_optimizer:
+    if not stage.offload_optimizer and not stage.fused_optimizer:
         adam["torch_adam"] = True
     return {
         "train_micro_batch_size_per_gpu": stage.micro_batch_size,
@@ -59,7 +74,7 @@ def build_ds_config(stage: TrainStage, world_size: int) -> dict[str, Any]:
         "zero_allow_untested_optimizer": False,
         "steps_per_print": 10**9,  # the trainer logs itself
         "wall_clock_breakdown": False,
-        **precision_section(stage.precision),
+        **precision_section(stage.precision, stage.bf16_master_weights, stage.offload_optimizer),
     }
 
 

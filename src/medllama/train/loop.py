@@ -27,7 +27,15 @@ from medllama.data.packed import PackedDataset
 from medllama.recipe import Recipe, TrainStage, load_recipe
 from medllama.train import checkpoint
 from medllama.train.ds_config import build_ds_config, scheduler_factory
-from medllama.train.metrics import MlflowLogger, RunMetrics, plot_loss, write_metrics
+from medllama.train.metrics import (
+    MlflowLogger,
+    RunMetrics,
+    mfu,
+    model_flops_per_token,
+    peak_flops,
+    plot_loss,
+    write_metrics,
+)
 from medllama.train.model import build_model, causal_lm_loss, export
 from medllama.train.outputs import Output
 
@@ -132,13 +140,24 @@ def _train(recipe: Recipe, args: TrainArgs, stage: TrainStage) -> RunMetrics | N
                          f"({world} ranks x micro_batch_size {stage.micro_batch_size} x grad_accum {stage.grad_accum})")
     total = stage.max_steps or math.ceil(stage.epochs * steps_per_epoch)
 
-    model = build_model(recipe, stage, init, tokenizer)
+    if stage.fused_optimizer and not torch.cuda.is_available():
+        raise TrainError(f"{args.stage}.fused_optimizer needs a CUDA GPU (DeepSpeed FusedAdam); set it to false here")
+    try:  # a stage whose options contradict each other or this machine: say which field to change
+        ds_config = build_ds_config(stage, world)
+        model = build_model(recipe, stage, init, tokenizer)
+    except ValueError as e:
+        raise TrainError(f"{args.stage}: {e}") from None
+    seq_len = dataset.manifest.seq_len
+    flops_per_token, n_params = model_flops_per_token(model, seq_len)
+    peak = peak_flops()
     engine, _, _, _ = deepspeed.initialize(
         model=model,
         model_parameters=[p for p in model.parameters() if p.requires_grad],
-        config=build_ds_config(stage, world),
+        config=ds_config,
         lr_scheduler=scheduler_factory(stage, total),
     )
+    if stage.compile:
+        engine.compile()  # compiles the module in place: parameter names, checkpoints and export are unchanged
     output.pull_latest_checkpoint()
     state = checkpoint.resume(engine, out)
     if state.world_size and state.world_size != world:
@@ -152,25 +171,31 @@ def _train(recipe: Recipe, args: TrainArgs, stage: TrainStage) -> RunMetrics | N
 
     params = {"recipe": recipe.name, "stage": args.stage, "world_size": world, **stage.model_dump(mode="json")}
     mlflow = MlflowLogger(params, f"{recipe.name}-{args.stage}", recipe.to_yaml()) if rank == 0 else None
-    seq_len = dataset.manifest.seq_len
     batches = micro_batches(dataset, sampler, stage.micro_batch_size, steps_per_epoch * stage.grad_accum,
                             start * stage.grad_accum)
     interactive = sys.stderr.isatty()  # in a pod or under the launcher: log lines, and a bar now and then
     bar = tqdm(total=total, initial=start, disable=rank != 0, desc=args.stage, unit="step",
                mininterval=0.5 if interactive else 30)
+    tokens_per_step = stage.micro_batch_size * stage.grad_accum * world * seq_len
+    step_seconds: list[float] = []
     t0 = time.perf_counter()
     engine.train()
     while state.step < total:
         lr = engine.get_lr()[0]
-        mean_loss = _optimizer_step(engine, batches, stage.grad_accum, world)
+        t_step = time.perf_counter()
+        mean_loss = _optimizer_step(engine, batches, stage.grad_accum, world)  # ends in a sync (.item())
+        step_seconds.append(time.perf_counter() - t_step)
         state.step += 1
         state.epoch = state.step // steps_per_epoch
         state.losses.append(mean_loss)
         state.lrs.append(lr)
         bar.update(1)
         if rank == 0 and (state.step % stage.log_every == 0 or state.step == total):
-            tokens = (state.step - start) * stage.micro_batch_size * stage.grad_accum * world * seq_len
-            values = {"loss": mean_loss, "lr": lr, "tokens_per_s": tokens / (time.perf_counter() - t0)}
+            window = step_seconds[-stage.log_every:]  # the steps since the last log line
+            values = {"loss": mean_loss, "lr": lr, "tokens_per_s": tokens_per_step * len(window) / sum(window)}
+            step_mfu = mfu(values["tokens_per_s"], flops_per_token, peak)
+            if step_mfu is not None:
+                values["mfu"] = step_mfu
             norm = engine.get_global_grad_norm()
             if norm is not None:
                 values["grad_norm"] = float(norm)
@@ -189,19 +214,21 @@ def _train(recipe: Recipe, args: TrainArgs, stage: TrainStage) -> RunMetrics | N
 
     metrics = RunMetrics(
         stage=args.stage, start_step=start, steps=state.step, losses=state.losses, lrs=state.lrs,
-        tokens=(state.step - start) * stage.micro_batch_size * stage.grad_accum * world * seq_len,
-        train_seconds=seconds, world_size=world,
+        tokens=(state.step - start) * tokens_per_step, train_seconds=seconds, world_size=world,
+        step_seconds=step_seconds, flops_per_token=flops_per_token, n_params=n_params, peak_flops=peak,
     )
     if rank != 0:
         return None
     write_metrics(metrics, out)
     if state.losses:
-        plot_loss(state.losses, out / "loss.png", f"{recipe.name} {args.stage}")
+        mlflow.log_artifact(plot_loss(state.losses, out / "loss.png", f"{recipe.name} {args.stage}"))
     output.push_results(["model", "metrics.json", "loss.png"])
-    mlflow.close()
     d = metrics.as_dict()
-    log.info("%s done: %d steps (from %d), loss %.4f -> %.4f, %.0f tokens/s, %.1f s",
-             args.stage, d["steps"], start, d["first_loss"] or 0, d["final_loss"] or 0, d["tokens_per_s"], seconds)
+    mlflow.log_step(state.step, {f"run_{k}": d[k] for k in ("tokens_per_s", "mfu") if d[k] is not None})
+    mlflow.close()
+    log.info("%s done: %d steps (from %d), loss %.4f -> %.4f, %.0f tokens/s, MFU %s, %.1f s",
+             args.stage, d["steps"], start, d["first_loss"] or 0, d["final_loss"] or 0, d["tokens_per_s"],
+             "n/a" if d["mfu"] is None else f"{d['mfu']:.1%}", seconds)
     return metrics
 
 

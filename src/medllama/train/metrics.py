@@ -1,5 +1,11 @@
 """What a run reports: per-step logging, optional MLflow (rank 0, only when MLFLOW_TRACKING_URI is set),
-`metrics.json` and the loss-curve PNG."""
+`metrics.json`, the loss-curve PNG, and model FLOPs utilisation (MFU).
+
+MFU = tokens/s x (6N + 12·L·d·S) / peak FLOP/s (issue 3; the PaLM appendix-B count: N parameters,
+L layers, d hidden size, S sequence length; attention's quadratic term is the 12·L·d·S). The peak is
+MEDLLAMA_PEAK_FLOPS when set, else the dense bf16 tensor-core peak of a known GPU; on a CPU without
+MEDLLAMA_PEAK_FLOPS there is no meaningful peak and MFU is null.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +17,53 @@ from pathlib import Path
 from typing import Any
 
 log = logging.getLogger(__name__)
+
+PEAK_FLOPS_ENV = "MEDLLAMA_PEAK_FLOPS"
+H100_BF16_DENSE = 989e12  # NVIDIA H100 SXM datasheet, bf16 dense (no sparsity); H200 has the same compute
+# matched as substrings of torch.cuda.get_device_name(); first match wins
+KNOWN_PEAKS = (("H100", H100_BF16_DENSE), ("H200", H100_BF16_DENSE), ("A100", 312e12))
+
+
+def peak_flops(device_name: str | None = None) -> float | None:
+    """Peak FLOP/s to measure MFU against: $MEDLLAMA_PEAK_FLOPS, else the GPU's bf16 dense peak
+    (an unknown GPU counts as an H100), else None (CPU)."""
+    configured = os.environ.get(PEAK_FLOPS_ENV)
+    if configured:
+        try:
+            value = float(configured)
+        except ValueError:
+            raise ValueError(f"{PEAK_FLOPS_ENV}={configured!r}: give FLOP/s as a number, e.g. 989e12") from None
+        if value <= 0:
+            raise ValueError(f"{PEAK_FLOPS_ENV}={configured!r}: must be > 0")
+        return value
+    if device_name is None:
+        import torch
+
+        if not torch.cuda.is_available():
+            return None
+        device_name = torch.cuda.get_device_name()
+    if device_name == "cpu":
+        return None
+    return next((peak for key, peak in KNOWN_PEAKS if key in device_name), H100_BF16_DENSE)
+
+
+def flops_per_token(n_params: int, n_layers: int, hidden: int, seq_len: int) -> float:
+    """Training FLOPs per token: 6N for the weights (forward + backward) + 12·L·d·S for attention."""
+    return 6.0 * n_params + 12.0 * n_layers * hidden * seq_len
+
+
+def model_flops_per_token(model, seq_len: int) -> tuple[float, int]:
+    """(flops_per_token, N) of a HF causal LM (peft-wrapped too); N counts every parameter once."""
+    config = model.config
+    n_params = sum(p.ds_numel if hasattr(p, "ds_numel") else p.numel() for p in model.parameters())
+    return flops_per_token(n_params, config.num_hidden_layers, config.hidden_size, seq_len), n_params
+
+
+def mfu(tokens_per_s: float, flops_per_tok: float, peak: float | None) -> float | None:
+    """Model FLOPs utilisation in [0, 1]; None without a peak."""
+    if not peak or tokens_per_s <= 0:
+        return None
+    return tokens_per_s * flops_per_tok / peak
 
 
 class MlflowLogger:
@@ -48,6 +101,14 @@ class MlflowLogger:
             log.warning("MLflow disabled after a failed log: %s", e)
             self.mlflow = None
 
+    def log_artifact(self, path: str | Path) -> None:
+        if self.mlflow is None or not Path(path).is_file():
+            return
+        try:
+            self.mlflow.log_artifact(str(path))
+        except Exception as e:  # noqa: BLE001
+            log.warning("MLflow could not store %s: %s", path, e)
+
     def close(self, status: str = "FINISHED") -> None:
         if self.mlflow is not None:
             try:
@@ -66,6 +127,14 @@ class RunMetrics:
     tokens: int = 0  # tokens this run trained on (all ranks)
     train_seconds: float = 0.0
     world_size: int = 1
+    step_seconds: list[float] = field(default_factory=list)  # wall time of each optimizer step this run
+    flops_per_token: float = 0.0
+    n_params: int = 0
+    peak_flops: float | None = None
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.tokens / self.train_seconds if self.train_seconds > 0 else 0.0
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -75,9 +144,14 @@ class RunMetrics:
             "losses": self.losses,
             "first_loss": self.losses[0] if self.losses else None,
             "final_loss": self.losses[-1] if self.losses else None,
-            "tokens_per_s": self.tokens / self.train_seconds if self.train_seconds > 0 else 0.0,
+            "tokens_per_s": self.tokens_per_s,
+            "mfu": mfu(self.tokens_per_s, self.flops_per_token, self.peak_flops),
             "train_seconds": self.train_seconds,
             "world_size": self.world_size,
+            "step_seconds": self.step_seconds,
+            "flops_per_token": self.flops_per_token,
+            "n_params": self.n_params,
+            "peak_flops": self.peak_flops,
         }
 
 

@@ -23,6 +23,7 @@ def build_model(recipe: Recipe, stage: TrainStage, init: str | None, tokenizer: 
     if init is None:
         config = LlamaConfig(
             **recipe.model.config,
+            **attn_kwargs(stage),
             vocab_size=len(tokenizer),
             bos_token_id=tokenizer.bos_token_id,
             eos_token_id=tokenizer.eos_token_id,
@@ -30,7 +31,7 @@ def build_model(recipe: Recipe, stage: TrainStage, init: str | None, tokenizer: 
         )
         model = LlamaForCausalLM(config)
     else:
-        model = AutoModelForCausalLM.from_pretrained(init, dtype=torch.float32)
+        model = AutoModelForCausalLM.from_pretrained(init, dtype=torch.float32, **attn_kwargs(stage))
         if model.get_input_embeddings().num_embeddings < len(tokenizer):
             model.resize_token_embeddings(len(tokenizer))
     if stage.activation_checkpointing:
@@ -39,6 +40,22 @@ def build_model(recipe: Recipe, stage: TrainStage, init: str | None, tokenizer: 
     if stage.lora is not None:
         model = add_lora(model, stage)
     return model
+
+
+def attn_kwargs(stage: TrainStage) -> dict[str, str]:
+    """`attn_implementation` for HF when the stage picks one; flash attention fails here, with the fix,
+    rather than deep inside transformers."""
+    impl = stage.attn_implementation
+    if impl is None:
+        return {}
+    if impl.startswith("flash_attention"):
+        import importlib.util
+
+        module = "flash_attn" if impl == "flash_attention_2" else "flash_attn_interface"
+        if importlib.util.find_spec(module) is None or not torch.cuda.is_available():
+            raise ValueError(f"attn_implementation {impl!r} needs a CUDA GPU and the {module} package; "
+                             "use 'sdpa' (PyTorch's fused attention) or install it")
+    return {"attn_implementation": impl}
 
 
 def add_lora(model, stage: TrainStage):
