@@ -73,3 +73,22 @@ def test_generate_matches_unbatched_greedy(lm):
     one_by_one = [generate(lm, [p], max_new_tokens=5, batch_size=1)[0] for p in prompts]
     assert batched == one_by_one
     assert all(isinstance(o, str) for o in batched)
+
+
+@pytest.mark.parametrize("batch_size", [1, 3])
+def test_shared_template_prefix_equals_unbatched(lm, batch_size):
+    """Prompts that begin alike (template, instruction) share one prefix pass; scores stay the definition's."""
+    from medllama.evaluate.scoring import MIN_SHARED_PREFIX, common_prefix
+
+    rng = random.Random(1)
+    vocab = lm.model.config.vocab_size
+    prefix = [lm.tokenizer.bos_token_id] + [rng.randrange(4, vocab) for _ in range(20)]
+    reqs = [(prefix + [rng.randrange(4, vocab) for _ in range(rng.randint(1, 30))],
+             [[rng.randrange(4, vocab) for _ in range(rng.randint(1, 4))] for _ in range(3)]) for _ in range(5)]
+    assert common_prefix([p for p, _ in reqs]) >= MIN_SHARED_PREFIX
+    want = [[manual_loglikelihood(lm, p, c) for c in conts] for p, conts in reqs]
+    got = loglikelihoods(lm, reqs, batch_size=batch_size, share_prompt=True)
+    for want_row, got_row in zip(want, got):
+        assert got_row == pytest.approx(want_row, abs=1e-4)
+    # a prompt equal to the common prefix keeps one token of its own
+    assert common_prefix([[1, 2, 3], [1, 2, 3, 4]]) == 2

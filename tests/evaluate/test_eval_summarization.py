@@ -69,6 +69,9 @@ def test_mimic_cxr_missing_data_says_where_to_get_it(tiny_model, tmp_path):
         evaluate(str(tiny_model), [task])
 
 
-def test_paper_datasets_without_a_module_say_so():
-    with pytest.raises(TaskError, match="DBMI Data Portal"):
-        get_task("i2b2")
+def test_credentialed_paper_datasets_say_where_to_get_them():
+    from medllama.evaluate import sample_data
+
+    for name in ("i2b2", "emrqa"):
+        with pytest.raises(TaskError, match="DBMI Data Portal"):
+            sample_data(name)

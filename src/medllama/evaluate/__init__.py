@@ -9,7 +9,7 @@ from __future__ import annotations
 from medllama import storage
 from medllama.evaluate.promotion import PromotionDecision, decide_promotion, plot_comparison
 from medllama.evaluate.report import EvalReport
-from medllama.evaluate.run import evaluate, score_predictions
+from medllama.evaluate.run import evaluate, run_examples, score_predictions
 from medllama.evaluate.tasks import TASKS, CredentialedDataError, TaskError, get_task
 from medllama.recipe import EvalTask
 
@@ -24,19 +24,21 @@ def sample_data(task: str) -> str:
 
 
 def evaluate_cli(model: str, task: str, data: str | None = None, limit: int | None = None,
-                 mode: str = "loglikelihood", output: str | None = None, batch_size: int = 8) -> dict[str, float]:
+                 mode: str = "loglikelihood", output: str | None = None, batch_size: int = 8) -> dict[str, object]:
     """`medllama evaluate`: comma-separated task names; `data` defaults to the bundled sample (one task only)."""
     names = [n.strip() for n in task.split(",") if n.strip()]
     if data and len(names) > 1:
         raise TaskError("--data names one file: give one task with it, or leave --data out to use the samples")
     specs = [EvalTask(name=n, data=data or sample_data(n), limit=limit, mode=mode) for n in names]
-    return evaluate(model, specs, batch_size=batch_size, output=output).metrics
+    report = evaluate(model, specs, batch_size=batch_size, output=output)
+    return {**report.metrics, **({"notes": report.notes} if report.notes else {})}
 
 
-def score_cli(task: str, predictions: str) -> dict[str, float]:
-    """`medllama score`: re-score a predictions JSONL without a model."""
-    return score_predictions(task, predictions)
+def score_cli(task: str, predictions: str) -> dict[str, object]:
+    """`medllama score`: re-score a predictions JSONL without a model; notes say what was not computed."""
+    metrics = score_predictions(task, predictions)
+    return {**metrics, **({"notes": metrics.notes} if metrics.notes else {})}
 
 
 __all__ = ["TASKS", "CredentialedDataError", "EvalReport", "PromotionDecision", "TaskError", "decide_promotion",
-           "evaluate", "evaluate_cli", "get_task", "plot_comparison", "sample_data", "score_cli", "score_predictions"]
+           "evaluate", "evaluate_cli", "run_examples", "get_task", "plot_comparison", "sample_data", "score_cli", "score_predictions"]

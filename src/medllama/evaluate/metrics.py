@@ -6,12 +6,29 @@ for F1; it is not a class of its own, because macro-F1 averages over the dataset
 
 from __future__ import annotations
 
+import logging
+import os
+import re
+import string
+from collections import Counter
 from collections.abc import Sequence
 
 from sklearn.metrics import f1_score
 
+log = logging.getLogger(__name__)
+
 UNPARSED = "<unparsed>"
 LABEL_SEP = "; "  # how a multi-label reference or prediction is written: sorted labels joined by it
+BERTSCORE_MODEL_ENV = "MEDLLAMA_BERTSCORE_MODEL"  # local path of the BERTScore scoring model
+BERTSCORE_LAYER_ENV = "MEDLLAMA_BERTSCORE_LAYER"  # which hidden layer's embeddings (default: the last)
+
+
+class Metrics(dict):
+    """Metric name -> value, plus notes on what could not be computed (shown in the report, never a 0)."""
+
+    def __init__(self, values: dict[str, float] | None = None, notes: Sequence[str] = ()):
+        super().__init__(values or {})
+        self.notes = list(notes)
 
 
 def accuracy(references: Sequence[str], predictions: Sequence[str | None]) -> float:
@@ -31,6 +48,18 @@ def macro_f1(references: Sequence[str], predictions: Sequence[str | None], label
 def classification_metrics(references: Sequence[str], predictions: Sequence[str | None],
                            labels: Sequence[str]) -> dict[str, float]:
     return {"accuracy": accuracy(references, predictions), "macro_f1": macro_f1(references, predictions, labels)}
+
+
+def macro_f1_only(references: Sequence[str], predictions: Sequence[str | None],
+                  labels: Sequence[str]) -> dict[str, float]:
+    """Macro-F1 alone, for datasets the paper reports by macro-F1 only (DDI, BioNLI)."""
+    return {"macro_f1": macro_f1(references, predictions, labels)}
+
+
+def macro_f1_dataset_labels(references: Sequence[str], predictions: Sequence[str | None],
+                            labels: Sequence[str] = ()) -> dict[str, float]:
+    """Macro-F1 over the labels that occur in the references (an open label set: MTSample specialties)."""
+    return {"macro_f1": macro_f1(references, predictions, sorted(set(references)))}
 
 
 def join_labels(labels: Sequence[str]) -> str:
@@ -67,3 +96,101 @@ def rouge_l(references: Sequence[str], predictions: Sequence[str | None],
     scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
     scores = [scorer.score(r, p or "")["rougeL"].fmeasure for r, p in zip(references, predictions, strict=True)]
     return {"rouge_l": sum(scores) / len(scores)}
+
+
+# --- extractive QA (EmrQA): SQuAD v1.1 exact match and token F1, best over the accepted answers ---------------
+
+def normalize_answer(text: str) -> str:
+    """SQuAD's normalization: lower case, no punctuation, no articles, single spaces."""
+    text = "".join(ch for ch in text.lower() if ch not in set(string.punctuation))
+    return " ".join(re.sub(r"\b(a|an|the)\b", " ", text).split())
+
+
+def token_f1(gold: str, prediction: str) -> float:
+    gold_toks, pred_toks = normalize_answer(gold).split(), normalize_answer(prediction).split()
+    common = sum((Counter(gold_toks) & Counter(pred_toks)).values())
+    if common == 0:
+        return 0.0
+    precision, recall = common / len(pred_toks), common / len(gold_toks)
+    return 2 * precision * recall / (precision + recall)
+
+
+def answer_lines(text: str | None) -> list[str]:
+    """Accepted answers (or a ranked list) written one a line."""
+    return [x.strip() for x in (text or "").split("\n") if x.strip()]
+
+
+def extractive_qa_metrics(references: Sequence[str], predictions: Sequence[str | None],
+                          labels: Sequence[str] = ()) -> dict[str, float]:
+    """accuracy = exact match, f1 = token F1 (the paper's EmrQA "acc / F1"); each the best over the golds."""
+    if not references:
+        return {"accuracy": 0.0, "f1": 0.0}
+    em = f1 = 0.0
+    for ref, pred in zip(references, predictions, strict=True):
+        golds = answer_lines(ref) or [""]
+        em += max(float(normalize_answer(g) == normalize_answer(pred or "")) for g in golds)
+        f1 += max(token_f1(g, pred or "") for g in golds)
+    return {"accuracy": em / len(references), "f1": f1 / len(references)}
+
+
+# --- NER (i2b2): entity-level macro-F1 over word-level BIO tags (seqeval, conlleval mode) ---------------------
+
+def ner_metrics(references: Sequence[str], predictions: Sequence[str | None],
+                labels: Sequence[str] = ()) -> dict[str, float]:
+    """seqeval's entity-level macro-F1; references and predictions are space-joined BIO tags, one per word."""
+    try:
+        from seqeval.metrics import f1_score as seq_f1
+    except ImportError:
+        raise ImportError("NER tasks need the seqeval package: pip install seqeval") from None
+    if not references:
+        return {"macro_f1": 0.0}
+    y_true = [r.split() for r in references]
+    y_pred = []
+    for ref, pred in zip(y_true, predictions, strict=True):
+        tags = (pred or "").split() or ["O"] * len(ref)
+        if len(tags) != len(ref):
+            raise ValueError(f"prediction has {len(tags)} tags for a reference of {len(ref)} words")
+        y_pred.append(tags)
+    return {"macro_f1": float(seq_f1(y_true, y_pred, average="macro", zero_division=0))}
+
+
+# --- summaries: ROUGE-L and BERTScore ----------------------------------------------------------------------
+
+def bertscore(references: Sequence[str], predictions: Sequence[str | None], model_path: str,
+              layer: int | None = None, batch_size: int = 16) -> float:
+    """Mean BERTScore F1 (bert-score library) with a local model: its tokenizer and the embeddings of `layer`."""
+    try:
+        from bert_score import score
+    except ImportError:
+        raise ImportError("BERTScore needs the bert-score package: pip install bert-score") from None
+    from transformers import AutoConfig
+
+    if layer is None:
+        layer = AutoConfig.from_pretrained(model_path).num_hidden_layers
+    # An empty candidate scores 0, as bert-score documents; it is not passed to it because bert-score 0.3.13
+    # encodes "" with a tokenizer method transformers 5 no longer has.
+    kept = [i for i, p in enumerate(predictions) if (p or "").strip()]
+    if not kept:
+        return 0.0
+    _, _, f1 = score([predictions[i] for i in kept], [references[i] for i in kept], model_type=model_path,
+                     num_layers=layer, batch_size=batch_size, device="cpu", lang="en")
+    return float(f1.sum()) / len(predictions)
+
+
+def summary_metrics(references: Sequence[str], predictions: Sequence[str | None],
+                    labels: Sequence[str] = (), bertscore_model: str | None = None) -> Metrics:
+    """ROUGE-L, and BERTScore when a local scoring model is set (else a note in the report says how to set it)."""
+    values = rouge_l(references, predictions)
+    model = bertscore_model or os.environ.get(BERTSCORE_MODEL_ENV, "")
+    if not model:
+        note = (f"BERTScore not computed: set {BERTSCORE_MODEL_ENV} to a local model path "
+                f"(e.g. a roberta-large or PubMedBERT directory; {BERTSCORE_LAYER_ENV} picks the layer)")
+        log.warning(note)
+        return Metrics(values, [note])
+    if not os.path.isdir(model):
+        raise FileNotFoundError(f"{BERTSCORE_MODEL_ENV}={model}: not a local model directory; set it to a "
+                                f"directory holding config.json and the tokenizer")
+    layer = os.environ.get(BERTSCORE_LAYER_ENV)
+    values["bertscore"] = bertscore(references, predictions, model, int(layer) if layer else None) if references \
+        else 0.0
+    return Metrics(values)

@@ -42,6 +42,7 @@ class TaskResult:
     wall_s: float
     truncated: int = 0  # prompts whose middle was cut to fit the model's context
     samples: list[Sample] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # metrics not computed and why (e.g. BERTScore without a model)
 
 
 @dataclass
@@ -53,6 +54,11 @@ class EvalReport:
     tasks: list[TaskResult] = field(default_factory=list)
     device: str = ""
     wall_s: float = 0.0
+
+    @property
+    def notes(self) -> dict[str, list[str]]:
+        """Task -> what could not be computed and how to enable it."""
+        return {t.name: t.notes for t in self.tasks if t.notes}
 
     @property
     def metrics(self) -> dict[str, float]:
@@ -81,6 +87,7 @@ class EvalReport:
         for t in self.tasks:
             lines = [f"### {t.name} ({len(t.samples)} samples, {t.mode})", "", "| metric | value |", "|---|---|"]
             lines += [f"| {k} | {v:.4f} |" for k, v in t.metrics.items()]
+            lines += [f"\n> {note}" for note in t.notes]
             parts.append("\n".join(lines))
         return "\n\n".join(parts) + "\n"
 

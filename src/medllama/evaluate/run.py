@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 
 from medllama import storage
+from medllama.evaluate.metrics import Metrics
 from medllama.evaluate.report import EvalReport, Sample, TaskResult, library_versions
 from medllama.evaluate.scoring import (LoadedModel, encode_continuation, encode_prompt, fit, generate, load_model,
                                        loglikelihoods)
@@ -74,19 +75,27 @@ def _run_task(lm: LoadedModel, spec: EvalTask, path: Path, batch_size: int, temp
     t0 = time.perf_counter()
     task = get_task(spec.name)
     examples = task.load(path, spec.limit)
-    prompts = [template.format(instruction=task.instruction, input=task.render_input(ex)) for ex in examples]
-    if spec.mode == "loglikelihood":
-        samples, truncated = _by_loglikelihood(lm, task, examples, prompts, batch_size, share_prompt)
-        decoding = {"share_prompt": share_prompt, "choices": list(task.labels), "score": "sum log-prob"}
-    else:
-        max_new = min(task.max_new_tokens, lm.max_len // 2)  # leave the prompt at least half the context
-        samples, truncated = _by_generation(lm, task, examples, prompts, batch_size, max_new)
-        decoding = {"strategy": "greedy", "max_new_tokens": max_new}
+    samples, truncated, decoding = run_examples(lm, task, examples, spec.mode, batch_size, template, share_prompt)
     metrics = task.metrics([s.reference for s in samples], [s.prediction for s in samples], task.labels)
     return TaskResult(name=task.name, data=spec.data, data_sha256={path.name: storage.sha256_tree(path)},
                       mode=spec.mode, template=template, instruction=task.instruction,
-                      decoding={**decoding, "batch_size": batch_size, "max_len": lm.max_len}, metrics=metrics,
-                      wall_s=round(time.perf_counter() - t0, 3), truncated=truncated, samples=samples)
+                      decoding={**decoding, "batch_size": batch_size, "max_len": lm.max_len}, metrics=dict(metrics),
+                      wall_s=round(time.perf_counter() - t0, 3), truncated=truncated, samples=samples,
+                      notes=list(getattr(metrics, "notes", [])))
+
+
+def run_examples(lm: LoadedModel, task: Task, examples: list[Example], mode: str = "loglikelihood",
+                 batch_size: int = 8, template: str = DEFAULT_TEMPLATE,
+                 share_prompt: bool = True) -> tuple[list[Sample], int, dict]:
+    """Prompt the model with each example; (samples, prompts truncated to fit, decoding settings)."""
+    prompts = [template.format(instruction=task.instruction, input=task.render_input(ex)) for ex in examples]
+    if mode == "loglikelihood":
+        samples, truncated = _by_loglikelihood(lm, task, examples, prompts, batch_size, share_prompt)
+        choices = "option text" if task.option_text else list(task.labels)
+        return samples, truncated, {"share_prompt": share_prompt, "choices": choices, "score": "sum log-prob"}
+    max_new = min(task.max_new_tokens, lm.max_len // 2)  # leave the prompt at least half the context
+    samples, truncated = _by_generation(lm, task, examples, prompts, batch_size, max_new)
+    return samples, truncated, {"strategy": "greedy", "max_new_tokens": max_new}
 
 
 def _by_loglikelihood(lm, task: Task, examples: list[Example], prompts: list[str], batch_size: int,
@@ -94,7 +103,7 @@ def _by_loglikelihood(lm, task: Task, examples: list[Example], prompts: list[str
     requests, truncated = [], 0
     for ex, prompt in zip(examples, prompts):
         sep = "" if prompt[-1:].isspace() else " "
-        conts = [encode_continuation(lm, sep + label) for label in task.choices(ex)]
+        conts = [encode_continuation(lm, sep + task.continuation(ex, label)) for label in task.choices(ex)]
         ids = encode_prompt(lm, prompt)
         fitted = fit(ids, lm.max_len - max(map(len, conts)))
         truncated += len(fitted) < len(ids)
@@ -115,15 +124,16 @@ def _by_generation(lm, task: Task, examples: list[Example], prompts: list[str], 
     outputs = generate(lm, fitted, max_new_tokens, batch_size=batch_size)
     samples = []
     for ex, prompt, out in zip(examples, prompts, outputs):
-        pred = task.parse(out)
+        pred = task.read(out, ex)
         correct = pred == ex.reference if task.labels else None  # free text: only the task metric judges it
         # (a label set is correct when it matches exactly: both are sorted and joined the same way)
         samples.append(Sample(ex.id, prompt, ex.reference, pred, correct, output=out))
     return samples, sum(len(f) < len(i) for f, i in zip(fitted, ids))
 
 
-def score_predictions(task_name: str, predictions_jsonl: str | Path) -> dict[str, float]:
-    """Metrics of {"prediction", "reference"} lines; a prediction that is not a label is parsed as a generation."""
+def score_predictions(task_name: str, predictions_jsonl: str | Path) -> Metrics:
+    """Metrics of {"prediction", "reference"} lines in the task's answer form (a label, a list of labels, BIO tags,
+    a text, a list of texts); a prediction that is not yet an answer is parsed as a generation."""
     task = get_task(task_name)
     refs, preds = [], []
     with open(storage.fetch(str(predictions_jsonl)), encoding="utf-8") as f:
@@ -132,10 +142,14 @@ def score_predictions(task_name: str, predictions_jsonl: str | Path) -> dict[str
                 continue
             try:
                 row = json.loads(line)
-                refs.append(row["reference"])
+                refs.append(task.as_answer(row["reference"]))
                 pred = row["prediction"]
             except (json.JSONDecodeError, KeyError, TypeError) as e:
                 expected = '{"prediction", "reference"}'
                 raise ValueError(f"{predictions_jsonl}:{n}: {e!r}; expected {expected}") from None
-            preds.append(pred if pred is None or pred in task.labels else task.parse(str(pred)))
-    return {f"{task.name}/{k}": v for k, v in task.metrics(refs, preds, task.labels).items()}
+            try:
+                preds.append(task.read_saved(pred))
+            except TaskError as e:
+                raise TaskError(f"{predictions_jsonl}:{n}: {e}") from None
+    metrics = task.metrics(refs, preds, task.labels)
+    return Metrics({f"{task.name}/{k}": v for k, v in metrics.items()}, getattr(metrics, "notes", []))

@@ -3,7 +3,9 @@
 Log-likelihood mode scores each option as the summed log-probability of its tokens after the prompt.
 With `share_prompt` (the default) each prompt runs once and its KV cache is reused by all of its
 options, so a 4-option question costs one prompt pass instead of four; single-token options (the
-letters and yes/no/maybe) then need no second pass at all. Both paths are checked against a plain
+letters and yes/no/maybe) then need no second pass at all. The tokens all prompts begin with (template
+and instruction) run once for the whole list; the prompt pass computes logits only where an option
+starts and runs without a padding mask (right padding; see `_loglik_shared`). Both paths are checked against a plain
 one-sequence-at-a-time computation in the tests.
 """
 
@@ -100,24 +102,70 @@ def _loglik_unshared(lm: LoadedModel, requests, batch_size: int) -> list[list[fl
     return scores
 
 
+MIN_SHARED_PREFIX = 8  # tokens: a shorter common prefix is not worth a pass of its own
+
+
+def common_prefix(prompts: list[list[int]]) -> int:
+    """Tokens every prompt starts with (the template and instruction), leaving each at least one of its own."""
+    n = min(len(p) for p in prompts) - 1
+    first = prompts[0]
+    for p in prompts[1:]:
+        k = 0
+        while k < n and p[k] == first[k]:
+            k += 1
+        n = k
+    return max(n, 0)
+
+
+def _prefix_cache(lm: LoadedModel, prefix: list[int]):
+    """Keys/values of the prefix all prompts share, computed once for the whole request list."""
+    if len(prefix) < MIN_SHARED_PREFIX:
+        return None
+    return lm.model(input_ids=torch.tensor([prefix], device=lm.device), use_cache=True, logits_to_keep=1).cache
+
+
+def _with_prefix(lm: LoadedModel, prefix_cache, rows: int):
+    """A fresh cache holding the shared prefix once per row of a batch (rows append their own tokens to it)."""
+    from transformers import DynamicCache
+
+    cache = DynamicCache(config=lm.model.config)
+    for layer_idx, layer in enumerate(prefix_cache.layers):
+        cache.update(layer.keys.expand(rows, -1, -1, -1).contiguous(),
+                     layer.values.expand(rows, -1, -1, -1).contiguous(), layer_idx)
+    return cache
+
+
 def _loglik_shared(lm: LoadedModel, requests, batch_size: int) -> list[list[float]]:
     scores = [[0.0] * len(conts) for _, conts in requests]
+    # The template and instruction every prompt starts with run once for the whole list, not once per prompt.
+    shared = common_prefix([p for p, _ in requests])
+    prefix_cache = _prefix_cache(lm, requests[0][0][:shared])
+    shared = shared if prefix_cache is not None else 0
     order = sorted(range(len(requests)), key=lambda i: -len(requests[i][0]))
     for batch in _batches(order, batch_size, "loglikelihood (shared prompts)"):
-        ids, mask = _pad([requests[i][0] for i in batch], lm.pad_id, left=True, device=lm.device)
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        out = lm.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1)
-        first = torch.log_softmax(out.logits[:, -1].float(), dim=-1)  # left padding: every prompt ends last
+        prompts = [requests[i][0][shared:] for i in batch]
+        lengths = torch.tensor([shared + len(p) for p in prompts], device=lm.device)
+        # Right padding and no attention mask: a causal model never looks ahead, so the pads after a prompt
+        # cannot change it, and attention keeps its mask-free fast path. Only the logits at each prompt's last
+        # position are computed (the distinct ones, shared by the batch), not the whole vocabulary everywhere.
+        ids, own_mask = _pad(prompts, lm.pad_id, left=False, device=lm.device)
+        mask = torch.cat([torch.ones((len(batch), shared), dtype=own_mask.dtype, device=lm.device), own_mask], 1)
         pairs = [(row, i, j, c) for row, i in enumerate(batch) for j, c in enumerate(requests[i][1])]
+        rest = [pair for pair in pairs if len(pair[3]) > 1]
+        last, where = torch.unique(lengths - shared - 1, return_inverse=True)
+        cache = _with_prefix(lm, prefix_cache, len(batch)) if shared else None
+        out = lm.model(input_ids=ids, cache=cache, use_cache=bool(rest) or cache is not None, logits_to_keep=last)
+        rows = torch.arange(len(batch), device=lm.device)
+        first = torch.log_softmax(out.logits[rows, where].float(), dim=-1)
         for row, i, j, c in pairs:
             scores[i][j] = first[row, c[0]].item()
-        rest = [pair for pair in pairs if len(pair[3]) > 1]
         for start in range(0, len(rest), batch_size):
-            _continue_options(lm, out.cache, mask, rest[start:start + batch_size], scores)
+            _continue_options(lm, out.cache, mask, lengths, rest[start:start + batch_size], scores)
     return scores
 
 
-def _continue_options(lm: LoadedModel, cache, prompt_mask: torch.Tensor, pairs, scores) -> None:
+def _continue_options(lm: LoadedModel, cache, prompt_mask: torch.Tensor, lengths: torch.Tensor, pairs,
+                      scores) -> None:
     """Feed options' tokens after their prompt's cached keys/values; add their log-probs to `scores`."""
     from transformers import DynamicCache
 
@@ -126,8 +174,7 @@ def _continue_options(lm: LoadedModel, cache, prompt_mask: torch.Tensor, pairs, 
     for layer_idx, layer in enumerate(cache.layers):
         selected.update(layer.keys[rows], layer.values[rows], layer_idx)
     feed, feed_mask = _pad([c[:-1] for *_, c in pairs], lm.pad_id, left=False, device=lm.device)
-    start = prompt_mask[rows].sum(-1, keepdim=True)
-    positions = start + torch.arange(feed.shape[1], device=lm.device)
+    positions = lengths[rows, None] + torch.arange(feed.shape[1], device=lm.device)
     logits = lm.model(input_ids=feed, attention_mask=torch.cat([prompt_mask[rows], feed_mask], dim=1),
                       position_ids=positions, cache=selected, use_cache=True).logits
     for k, (_, i, j, c) in enumerate(pairs):

@@ -14,7 +14,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from medllama.evaluate.metrics import classification_metrics
+from medllama.evaluate.metrics import LABEL_SEP, classification_metrics
+
+# How a task writes its answers, and so what a saved prediction or reference may look like:
+#   label   one label of the task's set            ("yes", "B", "effect")
+#   labels  a label set, LABEL_SEP-joined           (HoC; a JSON list is accepted)
+#   tags    word-level BIO tags, space-joined       (NER; a JSON list is accepted)
+#   text    free text                               (summaries)
+#   texts   accepted answers or a ranked list, one a line (EmrQA golds, diagnoses; a JSON list is accepted)
+ANSWER_FORMS = ("label", "labels", "tags", "text", "texts")
+_TAG = re.compile(r"^(O|[BI]-\S+)$")
 
 
 class TaskError(ValueError):
@@ -49,6 +58,10 @@ class Task:
     max_new_tokens: int = 8
     access: str = ""  # for credentialed data: where it is obtained (never bundled)
     multi_label: bool = False  # references and predictions are LABEL_SEP-joined label sets
+    answer_form: str = "label"  # one of ANSWER_FORMS
+    # generate mode, when reading an answer needs the input too (NER: entity mentions -> tags of its words)
+    parse_with_input: Callable[[str, Example], str | None] | None = None
+    option_text: bool = False  # loglikelihood mode scores each option's text, not its label (the letter)
 
     @property
     def scores_options(self) -> bool:
@@ -58,6 +71,37 @@ class Task:
     def choices(self, example: Example) -> list[str]:
         """Labels scored in loglikelihood mode, each written as the model would answer it."""
         return list(example.options) if example.options else list(self.labels)
+
+    def continuation(self, example: Example, label: str) -> str:
+        """What is scored after the prompt for `label`: the label itself, or its option text."""
+        return example.options[label] if self.option_text and example.options else label
+
+    def read(self, output: str, example: Example) -> str | None:
+        """The answer in a generation (with the example's input where the task needs it)."""
+        return self.parse_with_input(output, example) if self.parse_with_input else self.parse(output)
+
+    def as_answer(self, value) -> str | None:
+        """A saved prediction or reference (JSON value) in this task's answer form; a list is joined."""
+        if value is None:
+            return None
+        if isinstance(value, list | tuple):
+            value = [str(v) for v in value]
+            if self.answer_form == "labels":
+                return LABEL_SEP.join(sorted(set(value)))
+            return (" " if self.answer_form == "tags" else "\n").join(value)
+        return str(value)
+
+    def read_saved(self, value) -> str | None:
+        """A saved prediction as scored: kept when it already is an answer, else parsed as a generation."""
+        answer = self.as_answer(value)
+        if answer is None or answer in self.labels or self.answer_form in ("text", "texts"):
+            return answer if self.answer_form != "text" else self.parse(answer)
+        if self.answer_form == "tags":
+            if all(_TAG.match(t) for t in answer.split()):
+                return answer
+            raise TaskError(f"{self.name}: prediction {answer[:60]!r} is not BIO tags; save the tags "
+                            f"(a list or space-joined), since mapping entity lines to tags needs the input text")
+        return self.parse(answer)
 
 
 def render_multiple_choice(ex: Example) -> str:
@@ -89,6 +133,13 @@ def parse_word(text: str, words: tuple[str, ...]) -> str | None:
     """The first of `words` that appears as a whole word ('Maybe.', 'yes, because ...')."""
     m = re.search(r"\b(" + "|".join(map(re.escape, words)) + r")\b", text, flags=re.IGNORECASE)
     return m.group(1).lower() if m else None
+
+
+def parse_nli(text: str, labels: tuple[str, ...]) -> str | None:
+    """An NLI label out of `labels` named in the generation; the verbs "entails" and "contradicts" count too."""
+    verbs = {"entails": "entailment", "contradicts": "contradiction"}
+    word = parse_word(text, (*labels, *(v for v, label in verbs.items() if label in labels)))
+    return verbs.get(word, word)
 
 
 def read_jsonl(path: Path, task: str, expected: str, build: Callable[[dict, int], Example],

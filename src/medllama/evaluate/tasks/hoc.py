@@ -88,4 +88,5 @@ TASK = Task(
     metrics=multilabel_metrics,
     max_new_tokens=64,
     multi_label=True,
+    answer_form="labels",
 )

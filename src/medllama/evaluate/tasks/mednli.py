@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from medllama.evaluate.tasks.base import Example, Task, parse_word, read_jsonl
+from medllama.evaluate.tasks.base import Example, Task, parse_nli, read_jsonl
 
 LABELS = ("entailment", "contradiction", "neutral")
 ACCESS = ("MedNLI is credentialed data from PhysioNet (https://physionet.org/content/mednli/): it needs a "
@@ -32,8 +32,7 @@ def render_input(ex: Example) -> str:
 
 
 def parse(text: str) -> str | None:
-    word = parse_word(text, ("entailment", "entails", "contradiction", "contradicts", "neutral"))
-    return {"entails": "entailment", "contradicts": "contradiction"}.get(word, word)
+    return parse_nli(text, LABELS)
 
 
 TASK = Task(

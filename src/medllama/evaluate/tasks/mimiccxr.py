@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from medllama.evaluate.metrics import rouge_l
+from medllama.evaluate.metrics import summary_metrics
 from medllama.evaluate.tasks.base import Example, Task, TaskError, take
 
 ACCESS = ("MIMIC-CXR is credentialed data from PhysioNet (https://physionet.org/content/mimic-cxr/): it needs a "
@@ -54,7 +54,8 @@ TASK = Task(
     instruction="Summarize the radiology findings into the impression section of the report.",
     render_input=render_input,
     parse=str.strip,
-    metrics=rouge_l,
+    metrics=summary_metrics,
+    answer_form="text",
     max_new_tokens=128,
     access=ACCESS,
 )

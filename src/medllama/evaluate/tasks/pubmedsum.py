@@ -2,7 +2,7 @@
 
 Each line is one paper as JSON: article_id, article_text (sentences), abstract_text (sentences wrapped
 in "<S> ... </S>"), labels, section_names, sections. The model writes the abstract from the article;
-scored by ROUGE-L (BERTScore needs a scoring model and is not computed here).
+scored by ROUGE-L and BERTScore (with a local scoring model; see metrics.bertscore).
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from medllama.evaluate.metrics import rouge_l
+from medllama.evaluate.metrics import summary_metrics
 from medllama.evaluate.tasks.base import Example, Task, read_jsonl
 
 _SENT_TAGS = re.compile(r"</?S>")
@@ -39,6 +39,7 @@ TASK = Task(
     instruction="Summarize the biomedical article in a short abstract.",
     render_input=render_input,
     parse=str.strip,
-    metrics=rouge_l,
+    metrics=summary_metrics,
+    answer_form="text",
     max_new_tokens=256,
 )
