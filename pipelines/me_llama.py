@@ -20,7 +20,7 @@ if str(ROOT) not in sys.path:  # `python pipelines/me_llama.py` from anywhere
     sys.path.insert(0, str(ROOT))
 
 from components.evaluate.component import evaluate_models  # noqa: E402
-from components.prepare.component import prepare_data  # noqa: E402
+from components.prepare.component import merge_shards, prepare_shard, shard_indices  # noqa: E402
 from components.register.component import register_model  # noqa: E402
 from components.train.component import train_stage  # noqa: E402
 
@@ -44,11 +44,21 @@ def me_llama(
     work_uri: str = f"{WORK_MOUNT}/runs",
     work_pvc: str = "medllama-work",
     tracking_uri: str = "",
+    prepare_shards: int = 2,
 ):
     run_id = dsl.PIPELINE_JOB_ID_PLACEHOLDER
     common = dict(recipe=recipe, overrides=overrides)
 
-    data = prepare_data(work_uri=work_uri, run_id=run_id, **common).set_display_name("prepare data")
+    # Reading, cleaning, decontamination and tokenization fan out over source files; the merge dedups
+    # globally, mixes and packs, so the result equals a single-task prepare.
+    plan = shard_indices(num_shards=prepare_shards).set_display_name("plan prepare shards")
+    with dsl.ParallelFor(plan.output, name="prepare-shards") as shard_index:
+        shard = prepare_shard(
+            work_uri=work_uri, run_id=run_id, shard_index=shard_index, num_shards=prepare_shards, **common
+        ).set_display_name("read a shard of the sources")
+    data = merge_shards(
+        work_uri=work_uri, run_id=run_id, shards=dsl.Collected(shard.outputs["shard"]), tracking_uri=tracking_uri, **common
+    ).set_display_name("prepare data")
     cpt = train_stage(
         stage="cpt", launcher=launcher, work_uri=work_uri, run_id=run_id, dataset=data.outputs["dataset"], **common
     ).set_display_name("continued pre-training")
@@ -72,7 +82,7 @@ def me_llama(
             dataset=data.outputs["dataset"],
             **common,
         ).set_display_name("register in MLflow")
-    for task in (data, cpt, sft, evaluation, registered):
+    for task in (shard, data, cpt, sft, evaluation, registered):
         _on_work_volume(task, work_pvc)
 
 

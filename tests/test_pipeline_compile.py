@@ -25,7 +25,7 @@ def test_compiled_yaml_loads_back_with_kfp():
     pipeline = components.load_component_from_file(str(me_llama.COMPILED))
     assert pipeline.name == "me-llama"
     inputs = pipeline.component_spec.inputs
-    assert {"recipe", "overrides", "launcher", "work_uri", "work_pvc", "tracking_uri"} <= set(inputs)
+    assert {"recipe", "overrides", "launcher", "work_uri", "work_pvc", "tracking_uri", "prepare_shards"} <= set(inputs)
     assert inputs["recipe"].default == "tiny"
 
 
@@ -33,11 +33,13 @@ def test_compiled_yaml_chains_the_stages_and_mounts_the_work_volume():
     docs = list(yaml.safe_load_all(me_llama.COMPILED.read_text()))
     spec, platform = docs[0], docs[1]
     tasks = spec["root"]["dag"]["tasks"]
-    assert tasks["train-stage"]["dependentTasks"] == ["prepare-data"]
-    assert set(tasks["train-stage-2"]["dependentTasks"]) == {"prepare-data", "train-stage"}
+    assert tasks["for-loop-1"]["parameterIterator"]["items"]["inputParameter"] == "pipelinechannel--shard-indices-Output"
+    assert tasks["merge-shards"]["dependentTasks"] == ["for-loop-1"]
+    assert tasks["train-stage"]["dependentTasks"] == ["merge-shards"]
+    assert set(tasks["train-stage-2"]["dependentTasks"]) == {"merge-shards", "train-stage"}
     assert set(tasks["evaluate-models"]["dependentTasks"]) == {"train-stage", "train-stage-2"}
-    condition = tasks["condition-1"]["triggerPolicy"]["condition"]
+    condition = tasks["condition-2"]["triggerPolicy"]["condition"]
     assert "evaluate-models-Output" in condition
     executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
-    assert len(executors) == 5
+    assert len(executors) == 6
     assert all(e["pvcMount"][0]["mountPath"] == me_llama.WORK_MOUNT for e in executors.values())

@@ -66,7 +66,7 @@ def cmd_recipe(args: argparse.Namespace) -> None:
 def cmd_prepare(args: argparse.Namespace) -> None:
     from medllama.data import prepare
 
-    result = prepare(load_recipe(args.recipe, parse_overrides(args.set)), args.output)
+    result = prepare(load_recipe(args.recipe, parse_overrides(args.set)), args.output, workers=args.workers)
     _print_json({"output": str(result.output_dir), "stats": result.stats})
 
 
@@ -138,7 +138,8 @@ def build_parser() -> argparse.ArgumentParser:
     verb("recipe", cmd_recipe, "print the resolved recipe")
 
     p = verb("prepare", cmd_prepare, "mix, clean, dedup, tokenize and pack the recipe's corpora")
-    p.add_argument("--output", required=True, help="output directory")
+    p.add_argument("--output", required=True, help="output directory (local path or s3://)")
+    p.add_argument("--workers", type=int, default=1, help="read source shards in this many processes (same result)")
 
     p = verb("train", cmd_train, "run one training stage (python -m medllama.train under torchrun or a PyTorchJob)")
     p.add_argument("--stage", choices=["cpt", "sft"], required=True)

@@ -55,6 +55,10 @@ class DataSpec(_Strict):
     near_dup_threshold: float | None = Field(
         None, gt=0, le=1, description="also drop near-duplicates (MinHash LSH Jaccard >= this; needs datasketch); null = exact dedup only"
     )
+    decontaminate: Literal["drop", "flag", "off"] = Field(
+        "drop", description="training documents sharing an n-gram with an eval.tasks example: drop, keep but list, or skip the check"
+    )
+    decontaminate_ngram: int = Field(13, ge=8, description="n-gram length in words (GPT-3's decontamination used 13)")
     instructions: list[str] = Field(default_factory=list, description="instruction-tuning JSONL files")
     prompt_template: str = "### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:\n"
     prompt_template_no_input: str = "### Instruction:\n{instruction}\n\n### Response:\n"

@@ -6,7 +6,7 @@ tests): the merged dataset equals the single-task prepare and its artifact carri
 import json
 from types import SimpleNamespace
 
-from components.prepare.shard_component import merge_shards, prepare_shard
+from components.prepare.component import merge_shards, prepare_shard
 
 
 class _Artifact(SimpleNamespace):
@@ -43,7 +43,7 @@ def test_parallel_for_through_kfp_local(tmp_path, monkeypatch):
     """The ParallelFor wiring the pipeline uses, run by kfp.local (second tier): shards fan out, merge collects."""
     from kfp import dsl, local
 
-    from components.prepare.shard_component import shard_indices
+    from components.prepare.component import shard_indices
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     work = str(tmp_path / "work")

@@ -3,21 +3,25 @@
 A packed directory holds `manifest.json` and shards of `seq_len` tokens per row:
   tokens-NNNNN.bin   the input ids (uint16 when the vocabulary fits, else uint32)
   labels-NNNNN.bin   int32 labels, only for instruction data (-100 = not trained on: prompt or padding)
+  docs-NNNNN.bin     int32 document-boundary index, CPT only (optional: older directories have none):
+                     rows+1 pointers, then the in-row offsets where a document starts after offset 0;
+                     row r's starts are offsets[ptr[r]:ptr[r+1]] (O(1) per row, a few bytes per document)
 For continued pre-training the labels are the inputs themselves (the model shifts them), so no labels
-file is written. Documents are separated by EOS inside a row, so the trainer can find their boundaries.
+file is written. Documents are separated by EOS inside a row; `PackedDataset` turns the boundary index
+into `position_ids` that restart at 0 where each document starts (how HF LLaMA and flash-attention's
+variable-length kernels keep attention within a document).
 The manifest is written last and atomically: a directory without one is an unfinished run.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
-
-from medllama.storage import sha256_file
 
 IGNORE_INDEX = -100
 MANIFEST = "manifest.json"
@@ -33,6 +37,7 @@ class Shard:
     rows: int
     sha256: str
     labels: str | None = None
+    docs: str | None = None  # document-boundary index (CPT); absent in manifests written before it
 
 
 @dataclass
@@ -61,37 +66,67 @@ class Manifest:
 
 
 class PackedWriter:
-    """Appends fixed-length rows to shards of at most `rows_per_shard`; `close()` writes the manifest."""
+    """Appends fixed-length rows to shards of at most `rows_per_shard`; `close()` writes the manifest.
+
+    Rows stream straight into the shard's temporary file (memory stays flat whatever the shard size);
+    the file is renamed into place when the shard is full, so a killed run never leaves one that looks
+    complete.
+    """
 
     def __init__(self, directory: str | Path, manifest: Manifest, rows_per_shard: int = 1 << 16):
         self.dir = Path(directory)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.manifest = manifest
         self.rows_per_shard = rows_per_shard
-        self._tokens: list[np.ndarray] = []
-        self._labels: list[np.ndarray] = []
+        self._open: dict[str, tuple] = {}  # kind → (temporary path, file); "tokens" also has a hash
+        self._hash = hashlib.sha256()
+        self._rows = 0
+        self._docs: list[np.ndarray] | None = None
 
-    def add(self, tokens: np.ndarray, labels: np.ndarray | None = None) -> None:
+    def add(self, tokens: np.ndarray, labels: np.ndarray | None = None, doc_starts: np.ndarray | None = None) -> None:
+        """One row; `doc_starts`: offsets (> 0) in the row where a document begins, for the boundary index."""
         if len(tokens) != self.manifest.seq_len:
             raise ValueError(f"row of {len(tokens)} tokens; this file packs rows of {self.manifest.seq_len}")
-        self._tokens.append(np.asarray(tokens, dtype=self.manifest.dtype))
+        raw = np.ascontiguousarray(tokens, dtype=self.manifest.dtype).tobytes()
+        self._file("tokens").write(raw)
+        self._hash.update(raw)
         if labels is not None:
-            self._labels.append(np.asarray(labels, dtype=np.int32))
-        if len(self._tokens) >= self.rows_per_shard:
+            self._file("labels").write(np.ascontiguousarray(labels, dtype=np.int32).tobytes())
+        if doc_starts is not None:
+            self._docs = self._docs if self._docs is not None else []
+            self._docs.append(np.asarray(doc_starts, dtype=np.int32))
+        self._rows += 1
+        if self._rows >= self.rows_per_shard:
             self._flush()
 
+    def _file(self, kind: str):
+        if kind not in self._open:
+            tmp = self.dir / f".{kind}-{len(self.manifest.shards):05d}.bin.tmp"
+            self._open[kind] = (tmp, open(tmp, "wb"))
+        return self._open[kind][1]
+
+    def _finish(self, kind: str) -> str | None:
+        if kind not in self._open:
+            return None
+        tmp, f = self._open.pop(kind)
+        f.close()
+        name = tmp.name[1:-len(".tmp")]
+        os.replace(tmp, self.dir / name)
+        return name
+
     def _flush(self) -> None:
-        if not self._tokens:
+        if not self._rows:
             return
         idx = len(self.manifest.shards)
-        tokens_name = f"tokens-{idx:05d}.bin"
-        _write_atomic(self.dir / tokens_name, np.stack(self._tokens))
-        labels_name = None
-        if self._labels:
-            labels_name = f"labels-{idx:05d}.bin"
-            _write_atomic(self.dir / labels_name, np.stack(self._labels))
-        self.manifest.shards.append(Shard(tokens_name, len(self._tokens), sha256_file(self.dir / tokens_name), labels_name))
-        self._tokens, self._labels = [], []
+        docs_name = None
+        if self._docs is not None:
+            docs_name = f"docs-{idx:05d}.bin"
+            ptr = np.concatenate([[0], np.cumsum([len(d) for d in self._docs])])
+            _write_atomic(self.dir / docs_name, np.concatenate([ptr, *self._docs]).astype(np.int32))
+        labels_name = self._finish("labels")
+        tokens_name = self._finish("tokens")
+        self.manifest.shards.append(Shard(tokens_name, self._rows, self._hash.hexdigest(), labels_name, docs_name))
+        self._hash, self._rows, self._docs = hashlib.sha256(), 0, None
 
     def close(self) -> Manifest:
         self._flush()
@@ -108,7 +143,10 @@ def _write_atomic(path: Path, array: np.ndarray) -> None:
 
 
 class PackedDataset:
-    """Random access to packed rows: `ds[i]` → {"input_ids": int64[S], "labels": int64[S]}."""
+    """Random access to packed rows: `ds[i]` → {"input_ids", "labels", "position_ids"}, each int64[S].
+
+    position_ids restart at 0 at every document start the boundary index records (0..S-1 without one).
+    """
 
     def __init__(self, directory: str | Path):
         self.dir = Path(directory)
@@ -120,6 +158,8 @@ class PackedDataset:
             for s in self.manifest.shards
         ]
         self._offsets = np.cumsum([0] + [s.rows for s in self.manifest.shards])
+        self._docs = [np.memmap(self.dir / s.docs, dtype=np.int32, mode="r") if s.docs else None
+                      for s in self.manifest.shards]
 
     def __len__(self) -> int:
         return int(self._offsets[-1])
@@ -131,4 +171,24 @@ class PackedDataset:
         row = i - self._offsets[shard]
         ids = self._tokens[shard][row].astype(np.int64)
         labels = self._labels[shard]
-        return {"input_ids": ids, "labels": ids.copy() if labels is None else labels[row].astype(np.int64)}
+        return {"input_ids": ids, "labels": ids.copy() if labels is None else labels[row].astype(np.int64),
+                "position_ids": self._positions(shard, row)}
+
+    def doc_starts(self, i: int) -> np.ndarray:
+        """Offsets in row `i` where a document starts after offset 0 (empty without a boundary index)."""
+        shard = int(np.searchsorted(self._offsets, i, side="right") - 1)
+        return self._starts(shard, i - self._offsets[shard])
+
+    def _starts(self, shard: int, row: int) -> np.ndarray:
+        docs = self._docs[shard]
+        if docs is None:
+            return np.zeros(0, dtype=np.int64)
+        n = self.manifest.shards[shard].rows + 1
+        return docs[n + docs[row]:n + docs[row + 1]].astype(np.int64)
+
+    def _positions(self, shard: int, row: int) -> np.ndarray:
+        S = self.manifest.seq_len
+        seg = np.zeros(S, dtype=np.int64)
+        starts = self._starts(shard, row)
+        seg[starts] = starts
+        return np.arange(S, dtype=np.int64) - np.maximum.accumulate(seg)

@@ -89,24 +89,34 @@ def resolve(sources: list[Source]) -> list[ResolvedSource]:
 
 def iter_documents(rs: ResolvedSource, drops: Counter) -> Iterator[Document]:
     """Documents of one resolved source, in file order; unusable input is added to `drops` by reason."""
+    count_skipped(rs, drops)
+    for uri in rs.files:
+        for text in iter_file(rs, uri, drops):
+            yield Document(text, rs.source.domain, uri)
+
+
+def count_skipped(rs: ResolvedSource, drops: Counter) -> None:
     for name in rs.skipped:
         log.warning("source %s: skipping %s (unsupported file type)", rs.source.path, name)
         drops["unsupported_file"] += 1
-    for uri in rs.files:
-        path = fetch(uri)
-        fmt = file_format(uri)
-        produced = 0
-        try:
-            if fmt == "parquet":
-                texts = _parquet_texts(path, rs.source.text_field, drops)
-            else:
-                texts = _stream_texts(path, fmt, rs.source.text_field, drops)
-            for text in texts:
-                produced += 1
-                yield Document(text, rs.source.domain, uri)
-        except (OSError, EOFError, zlib.error) as e:  # truncated/corrupt gzip, unreadable file
-            log.warning("%s: stopped reading after %d documents: %s", uri, produced, e)
-            drops["unreadable_file"] += 1
+
+
+def iter_file(rs: ResolvedSource, uri: str, drops: Counter) -> Iterator[str]:
+    """The texts of one file of a resolved source (the unit a prepare shard reads)."""
+    path = fetch(uri)
+    fmt = file_format(uri)
+    produced = 0
+    try:
+        if fmt == "parquet":
+            texts = _parquet_texts(path, rs.source.text_field, drops)
+        else:
+            texts = _stream_texts(path, fmt, rs.source.text_field, drops)
+        for text in texts:
+            produced += 1
+            yield text
+    except (OSError, EOFError, zlib.error) as e:  # truncated/corrupt gzip, unreadable file
+        log.warning("%s: stopped reading after %d documents: %s", uri, produced, e)
+        drops["unreadable_file"] += 1
 
 
 def _stream_texts(path: Path, fmt: str, field: str, drops: Counter) -> Iterator[str]:

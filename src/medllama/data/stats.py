@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -104,3 +105,36 @@ def plot_lengths(doc_lengths: dict[str, np.ndarray], sft_lengths: list[int], seq
     fig.savefig(path, dpi=90)
     plt.close(fig)
     return path
+
+
+def log_stats_to_mlflow(stats: dict, run_id: str | None = None, histogram: str | Path | None = None) -> str | None:
+    """Log the prepare stats to MLflow as flat metrics (`domains/clinical/docs_kept`, ...) and the length
+    histogram as an artifact, when MLFLOW_TRACKING_URI is set; returns the run id (None: not logged).
+
+    `run_id`: an existing run (the pipeline's); else the active run, else a new run named
+    "prepare-<recipe>" in the experiment MLFLOW_EXPERIMENT_NAME (default "medllama").
+    """
+    if not os.environ.get("MLFLOW_TRACKING_URI"):
+        return None
+    import mlflow
+
+    from medllama.steps import flat_stats
+
+    metrics = flat_stats(stats)
+    active = mlflow.active_run()
+    if run_id is None and active is not None:
+        run_id = active.info.run_id
+    if run_id is None:
+        mlflow.set_experiment(os.environ.get("MLFLOW_EXPERIMENT_NAME", "medllama"))
+        run_id = mlflow.start_run(run_name=f"prepare-{stats.get('recipe', 'data')}").info.run_id
+        mlflow.end_run()
+    client = mlflow.MlflowClient()
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    items = [Metric(key, value, now, 0) for key, value in metrics.items()]
+    for i in range(0, len(items), 1000):  # the tracking API takes at most 1000 metrics per batch
+        client.log_batch(run_id, metrics=items[i:i + 1000])
+    if histogram is not None and Path(histogram).is_file():
+        client.log_artifact(run_id, str(histogram), artifact_path="prepare")
+    return run_id

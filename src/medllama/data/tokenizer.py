@@ -8,14 +8,19 @@ for every caller. Its byte-level alphabet means no text is ever unknown.
 
 from __future__ import annotations
 
+import json
 import logging
+from itertools import chain
 from pathlib import Path
 from typing import Iterable, Iterator
+
+import numpy as np
 
 from medllama.storage import expand, fetch, is_s3
 
 log = logging.getLogger(__name__)
 
+_GENERIC_FAST = ("PreTrainedTokenizerFast", "TokenizersBackend")  # one class (transformers 5 renamed it)
 SPECIAL_TOKENS = {"unk_token": "<unk>", "bos_token": "<s>", "eos_token": "</s>", "pad_token": "<pad>"}
 
 
@@ -44,10 +49,8 @@ def train_bpe(texts: Iterable[str], vocab_size: int, out_dir: str | Path, length
 def load_tokenizer(uri: str, out_dir: str | Path):
     """Load the recipe's tokenizer (local dir, HF id in the cache, or s3://), fill in missing special
     tokens and save a copy in `out_dir` so training and serving use exactly these files."""
-    from transformers import AutoTokenizer
-
     local = fetch(uri) if _is_uri(uri) or Path(uri).exists() else uri  # else a Hugging Face id in the local cache
-    tok = AutoTokenizer.from_pretrained(str(local))
+    tok = _from_pretrained(local)
     if tok.eos_token is None:
         raise ValueError(f"tokenizer {uri}: it has no EOS token; documents could not be separated")
     if tok.pad_token is None:
@@ -55,6 +58,52 @@ def load_tokenizer(uri: str, out_dir: str | Path):
         tok.pad_token = tok.unk_token or tok.eos_token
     tok.save_pretrained(str(out_dir))
     return tok
+
+
+def _from_pretrained(local):
+    """AutoTokenizer, except for a directory whose config names PreTrainedTokenizerFast itself (a trained
+    tokenizer's): the same class, loaded without AutoTokenizer's model imports (torch, seconds per process)."""
+    config = Path(local) / "tokenizer_config.json"
+    if config.is_file() and json.loads(config.read_text()).get("tokenizer_class") in _GENERIC_FAST:
+        from transformers import PreTrainedTokenizerFast
+
+        return PreTrainedTokenizerFast.from_pretrained(str(local))
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(local))
+
+
+class Encoder:
+    """The Rust tokenizer alone (tokenizer.json), for a prepare shard that only encodes: no transformers
+    import (about a second of CPU per process). Its BOS and size are checked against the HF tokenizer
+    at the merge, so a difference fails loudly instead of writing other ids."""
+
+    def __init__(self, path: Path) -> None:
+        from tokenizers import Tokenizer
+
+        self.backend_tokenizer = Tokenizer.from_file(str(path / "tokenizer.json"))
+        config = path / "tokenizer_config.json"
+        bos = json.loads(config.read_text()).get("bos_token") if config.is_file() else None
+        bos = bos.get("content") if isinstance(bos, dict) else bos
+        self.bos_token_id = self.backend_tokenizer.token_to_id(bos) if isinstance(bos, str) else None
+
+    def __len__(self) -> int:
+        return self.backend_tokenizer.get_vocab_size(with_added_tokens=True)
+
+    def bos_prefix(self) -> list[int]:
+        ids = self.backend_tokenizer.encode("", add_special_tokens=True).ids
+        return [self.bos_token_id] if self.bos_token_id is not None and self.bos_token_id in ids[:1] else []
+
+
+def encoding_tokenizer(uri: str):
+    """The recipe's tokenizer for encoding only (a prepare shard): an `Encoder` when it has a
+    tokenizer.json, else the HF tokenizer; nothing is saved."""
+    local = fetch(uri) if _is_uri(uri) or Path(uri).exists() else None
+    if local is not None and (Path(local) / "tokenizer.json").is_file():
+        return Encoder(Path(local))
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(local or uri))
 
 
 def check_tokenizer(uri: str) -> None:
@@ -74,12 +123,29 @@ def encode_batch(tok, texts: list[str]) -> list[list[int]]:
     return tok(texts, add_special_tokens=False)["input_ids"]
 
 
+def encode_ids(tok, texts: list[str], bos: list[int], dtype) -> tuple[np.ndarray, np.ndarray]:
+    """Every text's ids (after `bos`) concatenated into one array, and each text's id count.
+
+    The Rust tokenizer's own encode_batch (parallel over the batch, GIL released) without the Python
+    wrapper's per-token BatchEncoding; ids go straight into numpy.
+    """
+    encodings = tok.backend_tokenizer.encode_batch(texts, add_special_tokens=False)
+    ids = [e.ids for e in encodings]
+    sizes = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids)) + len(bos)
+    if bos:
+        ids = [bos + i for i in ids]
+    flat = np.fromiter(chain.from_iterable(ids), dtype=dtype, count=int(sizes.sum()))
+    return flat, sizes
+
+
 def bos_prefix(tok) -> list[int]:
     """[bos_id] when the tokenizer itself starts every encoding with BOS (LLaMA's do), else [].
 
     Documents and prompts then start with BOS too, as in the model's own pre-training and as the
     evaluation encodes its prompts; a trained tokenizer adds none, so its rows carry none.
     """
+    if isinstance(tok, Encoder):
+        return tok.bos_prefix()
     ids = tok("", add_special_tokens=True)["input_ids"]
     return [tok.bos_token_id] if tok.bos_token_id is not None and tok.bos_token_id in ids[:1] else []
 
