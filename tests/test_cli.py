@@ -30,6 +30,9 @@ def test_recipe_verb_prints_the_resolved_recipe():
         (["recipe", "--set", "novalue"], "expected KEY=VALUE"),
         (["prepare", "--set", "data.sources=[{path: /no/such/file.jsonl, domain: general}]", "--output", "/tmp/x"],
          "/no/such/file.jsonl"),
+        (["evaluate", "--model", "/tmp", "--task", "mednli"], "credentialed data from PhysioNet"),
+        (["evaluate", "--model", "/no/such/model", "--task", "medqa"], "/no/such/model: no such file"),
+        (["evaluate", "--model", "/tmp", "--task", "nosuchtask"], "nosuchtask"),
     ],
 )
 def test_user_errors_are_one_line_without_traceback(args, message):

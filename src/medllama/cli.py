@@ -153,7 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = verb("evaluate", cmd_evaluate, "score a model on one benchmark task", recipe=False)
     p.add_argument("--model", required=True, help="HF model directory")
     p.add_argument("--task", required=True)
-    p.add_argument("--data", required=True, help="the dataset's release file (local path, s3:// or samples://)")
+    p.add_argument("--data", default=None, help="the dataset's release file (local path, s3:// or samples://); default: the bundled sample, where one ships")
     p.add_argument("--limit", type=int, default=None)
     p.add_argument("--mode", choices=["loglikelihood", "generate"], default="loglikelihood")
     p.add_argument("--batch-size", type=int, default=8)
