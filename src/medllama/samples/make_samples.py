@@ -315,7 +315,7 @@ def abstract_diagnostic(rng: random.Random) -> str:
         f"We assessed the diagnostic accuracy of {tool} against {c.test} in {n} consecutive patients.",
         f"Sensitivity was {sens:.1f}% and specificity was {spec:.1f}%; the area under the curve was {rng.uniform(0.78, 0.96):.2f}.",
         pick(rng, [f"Performance was lower in patients with {pick(rng, c.risks)}.",
-                   f"Accuracy was similar across age groups and sexes.",
+                   "Accuracy was similar across age groups and sexes.",
                    f"False negatives were most often seen in patients presenting with {pick(rng, c.symptoms)} alone."]),
         pick(rng, [f"{cap(tool)} may help triage patients with suspected {c.name}.",
                    f"Further validation is needed before {tool} replaces {c.test}."]),
@@ -332,7 +332,7 @@ def abstract_review(rng: random.Random) -> str:
         f"Searches of bibliographic databases identified {k} eligible studies with {n:,} participants in total.",
         f"Pooled analysis showed a relative risk of {ci(rng, rr)} for {pick(rng, OUTCOMES)}, with {pick(rng, ['low', 'moderate', 'substantial'])} heterogeneity (I2 = {rng.randint(0, 80)}%).",
         pick(rng, [f"The certainty of evidence was rated {pick(rng, ['high', 'moderate', 'low'])}.",
-                   f"Risk of bias was low in most trials, although several were open-label."]),
+                   "Risk of bias was low in most trials, although several were open-label."]),
         (f"{cap(drug)} appears beneficial in {c.name}." if rr < 0.9 else
          f"Current evidence does not show a clear benefit of {drug} in {c.name}."),
     ])
@@ -502,7 +502,7 @@ def general_paragraph(rng: random.Random) -> str:
         mins = pick(rng, [20, 30, 40, 45, 60])
         parts = [f"{cap(name)} {benefit}.",
                  pick(rng, [f"Even {mins} minutes a few times a week can improve fitness and mood.", f"Many people aim for about {mins} minutes on most days.",
-                            f"Starting slowly and building up over several weeks helps to avoid injury."]),
+                            "Starting slowly and building up over several weeks helps to avoid injury."]),
                  pick(rng, ["Doing it with friends makes it easier to keep the habit.", "Comfortable shoes and water are usually all that is needed.",
                             "Regular activity also helps people sleep better.", "Local clubs often welcome beginners."])]
     elif kind == "town":
