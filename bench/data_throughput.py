@@ -13,6 +13,8 @@ Measured, each in its own subprocess (fresh interpreter, its peak RSS sampled ov
   (c) ceiling   `tokenizers.Tokenizer.encode_batch` over the texts already in memory, all cores
 Every rate is the corpus's token count (as (c) counts it) divided by the wall time of the step;
 with --repeat R the steps run in R interleaved rounds and the best wall time of each counts.
+`cpu_s`: user + system CPU seconds of the step's whole process tree (interpreter start, imports and,
+for (c), reading the texts included), from wait4; less noisy than wall time on a shared machine.
 Peak RSS of (a, dedup off) is measured for each of --rss-scales (default 1 and 10) × --rss-base
 (default --scale): the same prepare on a 1x and a 10x corpus.
 """
@@ -190,6 +192,9 @@ def measure(args: list[str], env: dict) -> dict:
     result = json.loads(out.strip().splitlines()[-1])
     result["peak_rss_tree_mb"] = round(peak[0] / 2**20, 1)
     result["max_rss_process_mb"] = round(usage.ru_maxrss / 1024, 1)  # the largest single process (KiB on Linux)
+    # user + system CPU of the subprocess and every descendant it reaped (the prepare workers): the whole
+    # process, interpreter start, imports and (for the ceiling) reading the texts included
+    result["cpu_s"] = round(usage.ru_utime + usage.ru_stime, 2)
     return result
 
 
@@ -230,7 +235,7 @@ def bench(scale: float, cores: int, rss_scales: list[float], workdir: Path, skip
             runs[key].append(measure(args, env))
     for key, rs in runs.items():
         best = min(rs, key=lambda r: r["wall_s"])  # best of the rounds: the least disturbed
-        results[key] = dict(best, walls_s=[round(r["wall_s"], 2) for r in rs],
+        results[key] = dict(best, walls_s=[round(r["wall_s"], 2) for r in rs], cpus_s=[r["cpu_s"] for r in rs],
                             peak_rss_tree_mb=max(r["peak_rss_tree_mb"] for r in rs))
     tokens = results["ceiling"]["tokens"]
     results["tokens"] = tokens
@@ -271,12 +276,13 @@ def markdown(r: dict) -> str:
             ("(a) ours, dedup off (exact hash only)", "ours_dedup_off"),
             ("(a) ours, MinHash LSH 0.8", "ours_minhash"),
             ("(b) HF run_clm (map tokenize + group_texts)", "hf_run_clm")]
-    lines = ["| step | best wall s (all rounds) | tokens/s | peak RSS (tree) MB |", "|---|---|---|---|"]
+    lines = ["| step | best wall s (all rounds) | tokens/s | CPU s of the process tree (all rounds) | peak RSS (tree) MB |",
+             "|---|---|---|---|---|"]
     for label, key in rows:
         if key in r:
             m = r[key]
             lines.append(f"| {label} | {m['wall_s']:.2f} ({', '.join(map(str, m['walls_s']))}) | {m['tokens_per_s']:,} "
-                         f"| {m['peak_rss_tree_mb']} |")
+                         f"| {m['cpu_s']:.2f} ({', '.join(map(str, m['cpus_s']))}) | {m['peak_rss_tree_mb']} |")
     lines.append("")
     lines.append("ratios: " + ", ".join(f"{k} = {v}" for k, v in r["ratios"].items()))
     lines.append("peak RSS of (a, dedup off): " + ", ".join(f"{k} ({v['scale']:g}) {v['peak_rss_tree_mb']} MB"

@@ -93,9 +93,10 @@ class Decontaminator:
                 h = h * _MULT + x[j:j + m]
         return h
 
-    def matches(self, text: str) -> set[int]:
-        """Indices of the evaluation sets that share an n-gram with `text` (empty: clean)."""
-        ws = split_words(text)  # the corpus text is already cleaned
+    def matches(self, text: str, words: list[str] | None = None) -> set[int]:
+        """Indices of the evaluation sets that share an n-gram with `text` (empty: clean); `words`:
+        `split_words(text)` when the caller already has it (the shard shares it with the MinHash)."""
+        ws = split_words(text) if words is None else words  # the corpus text is already cleaned
         if len(ws) < self.n:
             return set()
         ids = np.fromiter(map(self._vocab.get, ws, repeat(-1)), dtype=np.int64, count=len(ws))

@@ -102,7 +102,7 @@ def prepare(recipe: Recipe, output_dir: str | Path, *, near_dup_threshold: float
     with tempfile.TemporaryDirectory(dir=out, prefix=".work-") as work:
         work = Path(work)
         shard_dirs = [work / f"shard-{i:05d}" for i in range(max(workers, 1))]
-        tok = None
+        tok = sft = None
         if workers <= 1:
             _read(recipe, resolved, 0, 1, shard_dirs[0], options, quiet)
         else:
@@ -110,10 +110,14 @@ def prepare(recipe: Recipe, output_dir: str | Path, *, near_dup_threshold: float
                 jobs = [pool.submit(_read, recipe, resolved, i, workers, d, options, True) for i, d in enumerate(shard_dirs)]
                 if recipe.model.tokenizer:  # load it (imports included) while the workers read
                     tok = _fresh_tokenizer(recipe.model.tokenizer, out / "tokenizer")
+                    # the SFT rows need only the tokenizer: built now, they are off the merge's serial tail
+                    shutil.rmtree(out / "sft", ignore_errors=True)
+                    sft = _pack_sft(tok, recipe, out / "sft", token_dtype(len(tok)), quiet)
+                _preload(options.near_dup_threshold is not None)
                 for job in jobs:
                     job.result()
         log.info("read %d shard(s) in %.1fs", len(shard_dirs), time.perf_counter() - t0)
-        stats = _merge(recipe, resolved, shard_dirs, out, options, work, quiet, tok)
+        stats = _merge(recipe, resolved, shard_dirs, out, options, work, quiet, tok, sft)
     log.info("prepare took %.1fs", time.perf_counter() - t0)
     return _published(out, uri, stats)
 
@@ -191,19 +195,37 @@ def _read(recipe: Recipe, resolved, shard_index: int, num_shards: int, dest: Pat
     return read_shard(recipe, resolved, shard_index, num_shards, dest, options, decon, tok, dtype, quiet)
 
 
+def _preload(near: bool) -> None:
+    """Import matplotlib and, for near dedup, datasketch (~0.5 s of CPU each) while the shard workers
+    read, not on the merge's serial tail."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot
+    except ImportError:
+        pass
+    if near:
+        try:
+            import datasketch  # noqa: F401
+        except ImportError:
+            pass  # the merge's dedup says how to install it
+
+
 def _fresh_tokenizer(uri: str, dest: Path):
     shutil.rmtree(dest, ignore_errors=True)
     return load_tokenizer(uri, dest)
 
 
 def _merge(recipe: Recipe, resolved, shard_dirs: list[Path], out: Path, options: ShardOptions, work: Path, quiet,
-           tok=None) -> dict:
-    """`tok`: the recipe's tokenizer, already loaded into out/tokenizer (else loaded or trained here)."""
+           tok=None, sft=None) -> dict:
+    """`tok`: the recipe's tokenizer, already loaded into out/tokenizer (else loaded or trained here);
+    `sft`: `_pack_sft`'s result with that tokenizer, already written into out/sft (else packed here)."""
     spec = recipe.data
     infos = _load_shards(recipe, shard_dirs, options)
     dirs = {name: out / name for name in ("tokenizer", "cpt", "sft")}
     for name, d in dirs.items():
-        if not (name == "tokenizer" and tok is not None):
+        if not (name == "tokenizer" and tok is not None) and not (name == "sft" and sft is not None):
             shutil.rmtree(d, ignore_errors=True)  # stale shards of an earlier run must not survive
     domains = {d: DomainStats() for d in sorted({rs.source.domain for rs in resolved})}
     for info in infos:
@@ -237,7 +259,7 @@ def _merge(recipe: Recipe, resolved, shard_dirs: list[Path], out: Path, options:
         st.docs_selected, st.tokens_selected = len(plan.selected[d]), plan.selected_tokens[d]
     cpt_stats = _pack_cpt(tok, plan, lengths, token_files, dtype, spec.seq_len, spec.seed, dirs["cpt"], quiet)
     log.info("merge: mix and CPT rows %.1fs", time.perf_counter() - t0)
-    sft_stats, sft_lengths = _pack_sft(tok, recipe, dirs["sft"], dtype, quiet)
+    sft_stats, sft_lengths = sft if sft is not None else _pack_sft(tok, recipe, dirs["sft"], dtype, quiet)
     log.info("merge: SFT rows %.1fs", time.perf_counter() - t0)
     stats = summarize(recipe, tok, resolved, domains, plan, cpt_stats, sft_stats)
     stats["decontamination"] = {"mode": options.decontaminate, "ngram_words": options.ngram,

@@ -127,9 +127,13 @@ def encode_ids(tok, texts: list[str], bos: list[int], dtype) -> tuple[np.ndarray
     """Every text's ids (after `bos`) concatenated into one array, and each text's id count.
 
     The Rust tokenizer's own encode_batch (parallel over the batch, GIL released) without the Python
-    wrapper's per-token BatchEncoding; ids go straight into numpy.
+    wrapper's per-token BatchEncoding; ids go straight into numpy. `encode_batch_fast` (tokenizers
+    >= 0.21) gives the same ids without computing character offsets, which nothing here reads: about a
+    quarter less tokenizer CPU.
     """
-    encodings = tok.backend_tokenizer.encode_batch(texts, add_special_tokens=False)
+    backend = tok.backend_tokenizer
+    encode = getattr(backend, "encode_batch_fast", None) or backend.encode_batch
+    encodings = encode(texts, add_special_tokens=False)
     ids = [e.ids for e in encodings]
     sizes = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids)) + len(bos)
     if bos:
