@@ -129,17 +129,13 @@ def load_metrics_file(path: str | Path | None) -> tuple[dict[str, float], dict[s
         raise RegistryError(f"metrics file {path}: not valid JSON ({e})") from None
 
 
-def flatten_metrics(report: object, prefix: str = "") -> dict[str, float]:
+def flatten_metrics(report: object) -> dict[str, float]:
     """Numeric leaves of a JSON report as flat `task/metric` keys; a top-level `metrics` object wins."""
-    if not prefix and isinstance(report, dict) and isinstance(report.get("metrics"), dict):
+    from medllama.steps import flat_stats  # the one flattener (KFP metrics, MLflow, prepare stats)
+
+    if isinstance(report, dict) and isinstance(report.get("metrics"), dict):
         report = report["metrics"]
-    out: dict[str, float] = {}
-    if isinstance(report, dict):
-        for key, value in report.items():
-            out.update(flatten_metrics(value, f"{prefix}{key}/"))
-    elif isinstance(report, (int, float)) and not isinstance(report, bool) and prefix:
-        out[prefix.rstrip("/")] = float(report)
-    return out
+    return flat_stats(report) if isinstance(report, dict) else {}
 
 
 def _check_model_dir(model_dir: str | Path) -> Path:
