@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import random
+
+import numpy as np
 import pytest
 
 from medllama.data import prepare
@@ -46,3 +49,31 @@ def test_near_duplicates_optional(tmp_path):
     recipe = small_recipe([{"path": str(tmp_path / "b.jsonl"), "domain": "biomedical"}])
     s = prepare(recipe, tmp_path / "out", near_dup_threshold=0.8, progress=False).stats["domains"]["biomedical"]
     assert s["drops"].get("near_duplicate", 0) >= 12 and s["docs_kept"] <= 123
+
+
+def test_band_prefilter_keeps_what_the_index_alone_keeps():
+    """`colliding` only spares the index documents it would have kept anyway: over a mix of unique
+    documents, near copies (words added or changed) and exact copies, the decisions with the prefilter
+    equal those of querying every document, and the prefilter spares the unique ones."""
+    pytest.importorskip("datasketch")
+    from medllama.data.dedup import NearDedup
+
+    rng = random.Random(7)
+    docs = synthetic_docs("clinical", 300, lo=30, hi=80)
+    variants = [d + " extra words" for d in docs[:40]]  # near copies
+    variants += [d.replace("patient", "person", 1) for d in docs[40:60]]  # sometimes near, sometimes not
+    variants += [rng.choice(docs) for _ in range(10)]  # exact copies (the exact digest would drop them first)
+    corpus = docs + variants
+    rng.shuffle(corpus)
+    signer = NearDedup(threshold=0.8)
+    sigs = np.stack([signer.signature(t) for t in corpus])
+
+    every = NearDedup(threshold=0.8)
+    expected = [every.is_new_signature(s) for s in sigs]
+    pre = NearDedup(threshold=0.8)
+    collide = np.concatenate(pre.colliding([sigs[:200], sigs[200:]], chunk=64))  # two arrays, chunked reads
+    got = [True if not c else pre.is_new_signature(s) for c, s in zip(collide, sigs)]
+    assert got == expected
+    assert expected.count(False) >= 40  # the near and exact copies were found
+    assert 0 < collide.sum() < len(corpus) // 2  # most documents skipped the index
+    assert all(collide[i] for i, new in enumerate(expected) if not new)  # every drop was a colliding row

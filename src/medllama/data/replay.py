@@ -34,12 +34,15 @@ def dedup(runs, shard_dirs, infos, options: ShardOptions, domains: dict[str, Dom
             if near is not None:
                 sigs[k, d] = np.memmap(shard_dirs[k] / f"{d}.minhash", dtype=np.uint64, mode="r").reshape(-1, near.num_perm) \
                     if len(raw) else None
+    if near is not None:  # only documents sharing an LSH band with another need the index
+        live = [key for key, s in sigs.items() if s is not None]
+        collide = dict(zip(live, near.colliding([sigs[key] for key in live])))
     for _, k, d, n in runs:
         st, keep, dig = domains[d], kept[k, d], digests[k, d]
         for j in range(pos[k, d], pos[k, d] + n):
             if not exact.is_new_digest(dig[j].tobytes()):
                 st.drops["duplicate"] += 1
-            elif near is not None and not near.is_new_signature(np.array(sigs[k, d][j])):
+            elif near is not None and collide[k, d][j] and not near.is_new_signature(np.array(sigs[k, d][j])):
                 st.drops["near_duplicate"] += 1
             else:
                 keep[j] = True
