@@ -42,7 +42,7 @@ def _planted(tmp_path):
         "Case review. " + medqa[1]["question"] + " We discuss the anatomy.",  # whole question inside a document
         "Exam prep: " + medqa[1]["question"].upper(),  # the same example again, other case
         "Notes " + " ".join(pqal[first_pmid]["CONTEXTS"][0].split()[:14]) + " and more.",  # a 14-word span of a context
-        "Short overlap " + " ".join(words(medqa[2]["question"])[:12]) + " only twelve words.",  # below 13: kept
+        "Short overlap " + b" ".join(words(medqa[2]["question"])[:12]).decode() + " only twelve words.",  # below 13: kept
     ]
     path = write_jsonl(tmp_path / "b.jsonl", docs[:100] + planted + docs[100:])
     return small_recipe([{"path": str(path), "domain": "biomedical"}])

@@ -36,6 +36,8 @@ def test_parse_record_shapes():
     ({"messages": [{"role": "user", "content": "U"}, {"role": "bot", "content": "A"}]}, "bad_messages"),
     ({"messages": [{"role": "assistant", "content": "A"}, {"role": "assistant", "content": "A"}]}, "bad_messages"),
     ({"messages": "hello"}, "bad_messages"),
+    (json.loads('{"instruction": "Say \\ud800", "output": "A"}'), "undecodable"),  # a lone surrogate escape
+    ({"messages": [{"role": "user", "content": "U"}, {"role": "assistant", "content": "A\udc00"}]}, "undecodable"),
 ])
 def test_malformed_records(record, reason):
     assert parse_record(record) == reason

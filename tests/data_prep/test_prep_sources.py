@@ -151,3 +151,15 @@ def test_missing_tokenizer_fails_before_any_work(tmp_path, corpus):
     with pytest.raises(StorageError, match="no-tokenizer"):
         prepare(recipe, tmp_path / "out", progress=False)
     assert not (tmp_path / "out").exists()
+
+
+def test_lone_surrogate_escape_is_cleaned_not_fatal(tmp_path):
+    """JSON may escape half of a surrogate pair ("\\ud800"): Python decodes it, but no UTF-8 consumer (the
+    content hash, the tokenizer) accepts it. The cleaning removes it like a control character."""
+    good = synthetic_docs("biomedical", 60)
+    src = write_jsonl(tmp_path / "a.jsonl", good)
+    with open(src, "a") as f:
+        f.write('{"text": "a broken \\ud800 escape inside a document of the corpus"}\n')
+    res = prepare(small_recipe([{"path": str(src), "domain": "biomedical"}]), tmp_path / "out", progress=False)
+    bio = res.stats["domains"]["biomedical"]
+    assert bio["docs_read"] == 61 and bio["docs_kept"] == 61 and bio["drops"] == {}

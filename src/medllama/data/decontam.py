@@ -2,7 +2,8 @@
 evaluation example, counted per evaluation set.
 
 Tokens here are *words*, not tokenizer ids: the text is cleaned like a corpus document (`clean_text`),
-lower-cased and split at whitespace and ASCII punctuation (one C-speed `translate` + `split`), so the check does not depend on the tokenizer and matches across
+split at whitespace and ASCII punctuation with ASCII letters lower-cased (`clean.split_words`: one
+C-speed encode + translate + split), so the check does not depend on the tokenizer and matches across
 punctuation, case and spacing differences. The default n of 13 words follows GPT-3's decontamination.
 An example's text is every string field of its record in the release file (question, context,
 options, answers): all of it is test data. Examples with fewer than n words cannot match and are counted as
@@ -34,7 +35,7 @@ Mode = Literal["drop", "flag", "off"]
 _MULT = np.uint64(0x9E3779B97F4A7C15)  # odd 64-bit constant: the hash base
 
 
-def words(text: str) -> list[str]:
+def words(text: str) -> list[bytes]:
     """The words of an evaluation text, as `matches` sees a corpus document's."""
     return split_words(clean_text(text))
 
@@ -56,7 +57,7 @@ class Decontaminator:
 
     n: int = DEFAULT_NGRAM
     names: list[str] = field(default_factory=list)
-    _vocab: dict[str, int] = field(default_factory=dict)
+    _vocab: dict[bytes, int] = field(default_factory=dict)
     _hashes: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint64))  # sorted, unique
     _owners: dict[tuple[int, ...], list[tuple[int, int]]] = field(default_factory=dict)  # n-gram → (set, example)
     stats: dict[str, EvalSetStats] = field(default_factory=dict)
@@ -93,7 +94,7 @@ class Decontaminator:
                 h = h * _MULT + x[j:j + m]
         return h
 
-    def matches(self, text: str, words: list[str] | None = None) -> set[int]:
+    def matches(self, text: str, words: list[bytes] | None = None) -> set[int]:
         """Indices of the evaluation sets that share an n-gram with `text` (empty: clean); `words`:
         `split_words(text)` when the caller already has it (the shard shares it with the MinHash)."""
         ws = split_words(text) if words is None else words  # the corpus text is already cleaned

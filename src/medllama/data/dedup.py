@@ -67,8 +67,8 @@ class NearDedup:
     def signature(self, text: str, words: list[str] | None = None) -> np.ndarray:
         """The MinHash of `text` (uint64[num_perm], values < 2**32): computed where the text is read;
         `words`: `split_words(text)` when the caller already has it."""
-        words = (split_words(text) if words is None else words) or [""]
-        wh = np.fromiter(map(zlib.crc32, map(str.encode, words)), dtype=np.uint64, count=len(words))
+        words = (split_words(text) if words is None else words) or [b""]
+        wh = np.fromiter(map(zlib.crc32, words), dtype=np.uint64, count=len(words))
         k = min(self.shingle, len(words))
         m = len(words) - k + 1
         h = np.zeros(m, dtype=np.uint64)

@@ -37,6 +37,16 @@ class Example:
 
 def parse_record(record: object) -> Example | str:
     """An Example, or the reason the record cannot be used."""
+    ex = _parse(record)
+    if isinstance(ex, Example):
+        try:  # a JSON "\\ud800" escape decodes to a lone surrogate, which the tokenizer cannot encode
+            (ex.instruction + ex.input + ex.output).encode("utf-8")
+        except UnicodeEncodeError:
+            return "undecodable"
+    return ex
+
+
+def _parse(record: object) -> Example | str:
     if not isinstance(record, dict):
         return "not_an_object"
     if "messages" in record:

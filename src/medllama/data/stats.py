@@ -92,12 +92,12 @@ def plot_lengths(doc_lengths: dict[str, np.ndarray], sft_lengths: list[int], seq
     if nonempty:
         top = max(int(v.max()) for v in nonempty.values())
         bins = np.linspace(0, max(top, 1), 40)
-        for d, v in nonempty.items():
-            ax_doc.hist(v, bins=bins, alpha=0.55, label=f"{d} ({len(v)} docs)")
+        for d, v in nonempty.items():  # outlines: domains stay readable where they overlap, one artist each
+            ax_doc.hist(v, bins=bins, histtype="step", linewidth=1.5, label=f"{d} ({len(v)} docs)")
         ax_doc.legend()
     ax_doc.set(title="CPT documents", xlabel="tokens per document (EOS included)", ylabel="documents")
     if sft_lengths:
-        ax_sft.hist(sft_lengths, bins=40, color="tab:purple", alpha=0.7)
+        ax_sft.hist(sft_lengths, bins=40, color="tab:purple", histtype="stepfilled", alpha=0.7)
     ax_sft.axvline(seq_len, color="k", linestyle="--", label=f"seq_len {seq_len}")
     ax_sft.legend()
     ax_sft.set(title="Instruction examples", xlabel="prompt + response + EOS tokens (before truncation)", ylabel="examples")
