@@ -1,7 +1,7 @@
 """Data preparation throughput: tokens/s of our prepare stage against the Hugging Face run_clm recipe and
 the raw tokenizer ceiling, on one synthetic corpus and one tokenizer, plus peak memory at 1x and 10x.
 
-    python bench/data_throughput.py --scale 3 --cores 2 --rss-base 1   # the figures in bench/RESULTS.md
+    python bench/data_throughput.py --scale 2 --cores 2 --repeat 3 --rss-base 1 --rss-scales 1,10   # bench/RESULTS.md
     python bench/data_throughput.py --scale 0.02 --cores 1 --rss-scales 1 --json out.json   # smoke
 
 Measured, each in its own subprocess (fresh interpreter, its peak RSS sampled over its process tree):
