@@ -41,7 +41,7 @@ class ModelSpec(_Strict):
 class Source(_Strict):
     path: str = Field(..., description="local path, glob, s3:// prefix or samples:// bundled path")
     domain: str
-    weight: float = Field(1.0, gt=0)
+    weight: float = Field(1.0, gt=0, description="up- (>1) or down-sampling (<1) of this source within its domain")
     text_field: str = "text"
 
 

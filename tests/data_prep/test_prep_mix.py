@@ -66,3 +66,52 @@ def test_prepare_with_token_budget(tmp_path, corpus_recipe, budget):
     selected = sum(v["tokens_selected"] for v in s["domains"].values())
     assert abs(selected - budget) / budget < 0.01
     assert s["cpt"]["rows"] == selected // 64
+
+
+def test_source_weights_share_a_domain_in_proportion():
+    """Two biomedical sources of equal size with weights 3 and 1: the domain keeps its share of the
+    ratio, and within it the first source gives three times the tokens of the second."""
+    L = lengths(biomedical=2000, clinical=300, general=800)
+    origin = {"biomedical": np.repeat([0, 1], 1000), "clinical": np.full(300, 2), "general": np.full(800, 3)}
+    plan = plan_mix(L, RATIO, 400_000, seed=1, origin=origin, weights=[3.0, 1.0, 1.0, 1.0])
+    sel = plan.selected["biomedical"]
+    tokens = [int(L["biomedical"][sel[origin["biomedical"][sel] == s]].sum()) for s in (0, 1)]
+    available = [int(L["biomedical"][origin["biomedical"] == s].sum()) for s in (0, 1)]
+    assert abs(tokens[0] / tokens[1] - 3 * available[0] / available[1]) < 0.05
+    for d, share in plan.target_ratio.items():
+        assert abs(plan.achieved_ratio[d] - share) < 0.01
+
+
+def test_source_weight_counts_in_what_a_domain_offers():
+    """Without a budget the limiting domain is used whole; weight 2 on its only source makes it offer
+    twice its tokens (every document twice), so the other domains are sampled twice as much."""
+    L = lengths(biomedical=3000, clinical=100, general=2000)
+    origin = {"biomedical": np.zeros(3000, int), "clinical": np.ones(100, int), "general": np.full(2000, 2)}
+    plain = plan_mix(L, RATIO, None, seed=1, origin=origin, weights=[1.0, 1.0, 1.0])
+    doubled = plan_mix(L, RATIO, None, seed=1, origin=origin, weights=[1.0, 2.0, 1.0])
+    assert np.bincount(doubled.selected["clinical"]).tolist() == [2] * 100
+    assert abs(doubled.selected_tokens["biomedical"] / plain.selected_tokens["biomedical"] - 2) < 0.01
+
+
+def test_equal_weights_draw_the_same_pool_as_no_weights():
+    L = lengths(biomedical=500, clinical=40, general=200)
+    origin = {d: np.arange(len(v)) % 2 for d, v in L.items()}  # two sources per domain, interleaved
+    a = plan_mix(L, RATIO, 100_000, seed=3)
+    b = plan_mix(L, RATIO, 100_000, seed=3, origin=origin, weights=[0.5, 0.5])
+    assert all((a.selected[d] == b.selected[d]).all() for d in L)
+
+
+def test_prepare_reports_what_each_weighted_source_gave(tmp_path):
+    from .helpers import small_recipe, synthetic_docs, write_jsonl
+
+    a = write_jsonl(tmp_path / "a.jsonl", synthetic_docs("biomedical", 200, seed=1))
+    b = write_jsonl(tmp_path / "b.jsonl", synthetic_docs("biomedical", 200, seed=2))
+    c = write_jsonl(tmp_path / "c.jsonl", synthetic_docs("clinical", 100))
+    recipe = small_recipe([{"path": str(a), "domain": "biomedical", "weight": 2.0},
+                           {"path": str(b), "domain": "biomedical"},
+                           {"path": str(c), "domain": "clinical"}], token_budget=60_000)
+    src = prepare(recipe, tmp_path / "out", progress=False).stats["sources"]
+    assert [s["weight"] for s in src] == [2.0, 1.0, 1.0] and [s["docs_kept"] for s in src] == [200, 200, 100]
+    ratio = src[0]["tokens_selected"] / src[1]["tokens_selected"]
+    assert abs(ratio - 2 * src[0]["tokens_available"] / src[1]["tokens_available"]) < 0.1
+    assert src[2]["tokens_selected"] > 0 and src[0]["docs_selected"] > 200  # weight 2 of a small source: repeats

@@ -10,6 +10,12 @@ recipe seed and the domain name: the same recipe and corpus give the same mix.
   passes plus a partial one when it has too few tokens.
 Domains in the ratio that have no data after cleaning are left out, and the ratio is renormalised
 over the rest (reported in the stats as `domains_without_data`).
+
+Source weights (`data.sources[].weight`, default 1) up- or down-sample a source within its domain: a
+source of weight w counts as w times its tokens, both in what its domain has to offer and in the share
+of the domain's tokens it contributes (weight 2: its documents are drawn twice as often as those of a
+weight-1 source of the same domain; 0.5: half as often). A domain whose sources all have one weight
+is drawn as one pool; otherwise each source is drawn on its own, with its own seeded generator.
 """
 
 from __future__ import annotations
@@ -59,9 +65,13 @@ def domain_rng(seed: int, domain: str) -> np.random.Generator:
     return np.random.default_rng([seed, zlib.crc32(domain.encode())])
 
 
-def plan_mix(lengths: dict[str, np.ndarray], ratio: dict[str, float], token_budget: int | None, seed: int) -> MixPlan:
-    """Pick documents per domain; `lengths[d]` holds each document's size in tokens (EOS included)."""
-    available = {d: int(lengths[d].sum()) if d in lengths else 0 for d in ratio}
+def plan_mix(lengths: dict[str, np.ndarray], ratio: dict[str, float], token_budget: int | None, seed: int,
+             origin: dict[str, np.ndarray] | None = None, weights: list[float] | None = None) -> MixPlan:
+    """Pick documents per domain; `lengths[d]` holds each document's size in tokens (EOS included),
+    `origin[d]` each document's source number and `weights[s]` that source's weight (both optional:
+    without them every source weighs 1)."""
+    groups = {d: _weight_groups(lengths[d], (origin or {}).get(d), weights) for d in lengths}
+    available = {d: sum(w * int(lengths[d][i].sum()) for w, _, i in groups[d]) if d in lengths else 0 for d in ratio}
     live = {d: w for d, w in ratio.items() if w > 0 and available[d] > 0}
     missing = sorted(d for d, w in ratio.items() if w > 0 and available[d] == 0)
     if not live:
@@ -70,17 +80,36 @@ def plan_mix(lengths: dict[str, np.ndarray], ratio: dict[str, float], token_budg
     share = {d: w / total_w for d, w in live.items()}
     if token_budget is None:
         unit = min(available[d] / share[d] for d in live)  # total tokens the limiting domain allows
-        targets = {d: available[d] if available[d] <= unit * share[d] else int(round(unit * share[d])) for d in live}
+        targets = {d: round(available[d]) if available[d] <= unit * share[d] else round(unit * share[d]) for d in live}
     else:
-        targets = {d: int(round(token_budget * share[d])) for d in live}
+        targets = {d: round(token_budget * share[d]) for d in live}
     selected, got = {}, {}
     for d in sorted(lengths):
         if d not in live:
             selected[d], got[d] = np.zeros(0, dtype=np.int64), 0
             continue
-        selected[d] = _draw(lengths[d], targets[d], domain_rng(seed, d))
+        if len(groups[d]) == 1:  # one weight for the whole domain: one pool
+            selected[d] = _draw(lengths[d], targets[d], domain_rng(seed, d))
+        else:
+            picks = []
+            for w, s, idx in groups[d]:  # each source its share of the domain's (weighted) tokens
+                want = round(targets[d] * w * int(lengths[d][idx].sum()) / available[d])
+                picks.append(idx[_draw(lengths[d][idx], want, domain_rng(seed, f"{d}/{s}"))])
+            selected[d] = np.concatenate(picks)
         got[d] = int(lengths[d][selected[d]].sum())
     return MixPlan(share, targets, selected, got, missing)
+
+
+def _weight_groups(lengths: np.ndarray, origin: np.ndarray | None, weights: list[float] | None) -> list[tuple[float, int, np.ndarray]]:
+    """(weight, source, document indices) per source of a domain, or one group of all documents when
+    every source of the domain has the same weight (the weights then cancel out)."""
+    every = np.arange(len(lengths))
+    if origin is None or weights is None or len(origin) == 0:
+        return [(1.0, -1, every)]
+    sources = np.unique(origin).tolist()
+    if len({weights[s] for s in sources}) == 1:
+        return [(float(weights[sources[0]]), -1, every)]
+    return [(float(weights[s]), s, np.flatnonzero(origin == s)) for s in sources]
 
 
 def _draw(lengths: np.ndarray, target: int, rng: np.random.Generator) -> np.ndarray:

@@ -48,10 +48,10 @@ from medllama.data.decontam import (
 from medllama.data.instructions import build_row, iter_examples, render_prompt
 from medllama.data.mix import MixPlan, plan_mix
 from medllama.data.packed import Manifest, PackedWriter, token_dtype
-from medllama.data.replay import dedup, gather_tokens, kept_texts
+from medllama.data.replay import dedup, gather_tokens, kept_sources, kept_texts
 from medllama.data.shard import ShardOptions, load_shard, read_shard
 from medllama.data.sources import DataError, ResolvedSource, resolve
-from medllama.data.stats import DomainStats, plot_lengths, summarize, write_stats
+from medllama.data.stats import DomainStats, plot_lengths, source_counts, summarize, write_stats
 from medllama.data.tokenizer import (
     bos_prefix,
     check_tokenizer,
@@ -265,14 +265,17 @@ def _merge(recipe: Recipe, resolved, shard_dirs: list[Path], out: Path, options:
             lengths[d] = _tokenize(tok, kept_texts(runs, shard_dirs, kept, d), token_files[d], dtype, d, quiet)
         domains[d].tokens_available = int(lengths[d].sum())
     log.info("merge: tokenizer and tokens %.1fs", time.perf_counter() - t0)
-    plan = plan_mix(lengths, spec.ratio, spec.token_budget, spec.seed)
+    file_source = [s for s, rs in enumerate(resolved) for _ in rs.files]  # global file number → source
+    origin = {d: kept_sources(runs, kept, d, file_source) for d in domains}
+    plan = plan_mix(lengths, spec.ratio, spec.token_budget, spec.seed, origin, [rs.source.weight for rs in resolved])
     for d, st in domains.items():
         st.docs_selected, st.tokens_selected = len(plan.selected[d]), plan.selected_tokens[d]
     cpt_stats = _pack_cpt(tok, plan, lengths, token_files, dtype, spec.seq_len, spec.seed, dirs["cpt"], quiet)
     log.info("merge: mix and CPT rows %.1fs", time.perf_counter() - t0)
     sft_stats, sft_lengths = sft if sft is not None else _pack_sft(tok, recipe, dirs["sft"], dtype, quiet)
     log.info("merge: SFT rows %.1fs", time.perf_counter() - t0)
-    stats = summarize(recipe, tok, resolved, domains, plan, cpt_stats, sft_stats)
+    stats = summarize(recipe, tok, resolved, domains, plan, cpt_stats, sft_stats,
+                      source_counts(resolved, origin, lengths, plan))
     stats["decontamination"] = {"mode": options.decontaminate, "ngram_words": options.ngram,
                                 "sets": merge_reports([i["decontamination"] for i in infos])}
     with open(out / "contamination.jsonl", "w", encoding="utf-8") as f:

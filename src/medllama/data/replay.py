@@ -90,3 +90,15 @@ def gather_tokens(runs, shard_dirs, kept, domain: str, dest: Path, dtype) -> np.
             sizes_out.append(sizes[a:b][keep])
             cursor[k] = b
     return np.concatenate(sizes_out) if sizes_out else np.zeros(0, dtype=np.int64)
+
+
+def kept_sources(runs, kept, domain: str, file_source: list[int]) -> np.ndarray:
+    """The source number of each kept document of `domain`, in the order `gather_tokens` and
+    `kept_texts` give them; `file_source[g]`: the source of global file g."""
+    out, cursor = [], Counter()
+    for g, k, d, n in runs:
+        if d != domain:
+            continue
+        out.append(np.full(int(kept[k, d][cursor[k]:cursor[k] + n].sum()), file_source[g], dtype=np.int32))
+        cursor[k] += n
+    return np.concatenate(out) if out else np.zeros(0, dtype=np.int32)

@@ -42,9 +42,24 @@ def as_parts(r: dict[str, float], like: dict[str, float]) -> dict[str, float]:
     return {k: round(v * scale, 3) for k, v in sorted(r.items())}
 
 
-def summarize(recipe, tok, resolved, domains: dict[str, DomainStats], plan, cpt: dict, sft: dict) -> dict:
+def source_counts(resolved, origin: dict[str, np.ndarray], lengths: dict[str, np.ndarray], plan) -> list[dict]:
+    """Per source (recipe order): documents kept, tokens available, and what the mix selected from it
+    (repeats counted), so a source weight's effect can be read off."""
+    out = []
+    for s, rs in enumerate(resolved):
+        d = rs.source.domain
+        mine = origin[d] == s
+        picked = plan.selected[d][mine[plan.selected[d]]]
+        out.append({"docs_kept": int(mine.sum()), "tokens_available": int(lengths[d][mine].sum()),
+                    "docs_selected": len(picked), "tokens_selected": int(lengths[d][picked].sum())})
+    return out
+
+
+def summarize(recipe, tok, resolved, domains: dict[str, DomainStats], plan, cpt: dict, sft: dict,
+              per_source: list[dict] | None = None) -> dict:
     """The stage's stats.json: inputs, drops by reason, tokens per domain, ratio, rows (deterministic: no timings)."""
     spec = recipe.data
+    per_source = per_source or [{} for _ in resolved]
     return {
         "recipe": recipe.name,
         "seed": spec.seed,
@@ -53,8 +68,8 @@ def summarize(recipe, tok, resolved, domains: dict[str, DomainStats], plan, cpt:
             "trained": not recipe.model.tokenizer, "source": recipe.model.tokenizer, "vocab_size": len(tok),
             "bos_id": tok.bos_token_id, "eos_id": tok.eos_token_id, "pad_id": tok.pad_token_id, "unk_id": tok.unk_token_id,
         },
-        "sources": [{"path": rs.source.path, "domain": rs.source.domain, "files": len(rs.files),
-                     "unsupported_files": len(rs.skipped)} for rs in resolved],
+        "sources": [{"path": rs.source.path, "domain": rs.source.domain, "weight": rs.source.weight, "files": len(rs.files),
+                     "unsupported_files": len(rs.skipped), **counts} for rs, counts in zip(resolved, per_source)],
         "domains": {d: s.to_dict() for d, s in domains.items()},
         "drops": dict(sorted(sum((s.drops for s in domains.values()), Counter()).items())),
         "ratio": {
