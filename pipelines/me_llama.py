@@ -72,7 +72,7 @@ def me_llama(
         **common,
     ).set_display_name("instruction tuning")
     evaluation = evaluate_models(
-        candidate=sft.outputs["model"], base=cpt.outputs["model"], **common
+        candidate=sft.outputs["model"], base=cpt.outputs["model"], dataset=data.outputs["dataset"], **common
     ).set_display_name("evaluate")
     with dsl.If(evaluation.outputs["Output"] == True, name="candidate-not-worse"):  # noqa: E712 (KFP condition)
         registered = register_model(

@@ -37,7 +37,7 @@ def test_compiled_yaml_chains_the_stages_and_mounts_the_work_volume():
     assert tasks["merge-shards"]["dependentTasks"] == ["for-loop-1"]
     assert tasks["train-stage"]["dependentTasks"] == ["merge-shards"]
     assert set(tasks["train-stage-2"]["dependentTasks"]) == {"merge-shards", "train-stage"}
-    assert set(tasks["evaluate-models"]["dependentTasks"]) == {"train-stage", "train-stage-2"}
+    assert set(tasks["evaluate-models"]["dependentTasks"]) == {"merge-shards", "train-stage", "train-stage-2"}  # the stats too
     condition = tasks["condition-2"]["triggerPolicy"]["condition"]
     assert "evaluate-models-Output" in condition
     executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]

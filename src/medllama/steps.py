@@ -8,7 +8,7 @@ from __future__ import annotations
 import base64
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from medllama.recipe import Recipe
@@ -42,10 +42,14 @@ class EvalOutcome:
     reasons: list[str]
     markdown: str
     html: str
+    contamination: dict[str, dict] = field(default_factory=dict)  # task → its test set's overlap with the corpus
 
 
-def evaluate_step(recipe: Recipe, candidate_dir: str, base_dir: str, results_dir: str | Path) -> EvalOutcome:
-    """Scores candidate and base on the recipe's tasks, decides promotion, writes reports to `results_dir`."""
+def evaluate_step(recipe: Recipe, candidate_dir: str, base_dir: str, results_dir: str | Path,
+                  data_stats: str | Path | None = None) -> EvalOutcome:
+    """Scores candidate and base on the recipe's tasks, decides promotion, writes reports to `results_dir`.
+    `data_stats`: the prepare stage's stats.json, whose decontamination counts are reported beside the
+    scores (how much of each test set the training corpus contained)."""
     from medllama.evaluate import decide_promotion, evaluate, plot_comparison
 
     out = Path(results_dir)
@@ -65,6 +69,8 @@ def evaluate_step(recipe: Recipe, candidate_dir: str, base_dir: str, results_dir
         "reasons": decision.reasons,
         "tolerance": spec.tolerance,
     }
+    if data_stats:
+        summary["contamination"] = contamination_by_task(json.loads(Path(data_stats).read_text()))
     (out / SUMMARY).write_text(json.dumps(summary, indent=2))
     return EvalOutcome(
         candidate.metrics,
@@ -73,7 +79,21 @@ def evaluate_step(recipe: Recipe, candidate_dir: str, base_dir: str, results_dir
         decision.reasons,
         comparison_markdown(summary),
         _img_html(chart, "candidate (instruction-tuned) vs base (continued pre-training)"),
+        summary.get("contamination", {}),
     )
+
+
+def contamination_by_task(stats: dict) -> dict[str, dict]:
+    """Per evaluation set of the prepare stats: its examples, how many the training corpus contained
+    (shared a 13-word n-gram with a document), that share, and whether those documents were dropped
+    (the model never saw them) or only flagged (it trained on them)."""
+    dec = stats.get("decontamination") or {}
+    out = {}
+    for name, st in sorted((dec.get("sets") or {}).items()):
+        n, found = st.get("examples", 0), st.get("examples_matched", 0)
+        out[name] = {"examples": n, "examples_in_corpus": found, "share": found / n if n else 0.0,
+                     "documents": st.get("docs_matched", 0), "documents_were": "dropped" if dec.get("mode") == "drop" else "kept"}
+    return out
 
 
 def comparison_markdown(summary: dict) -> str:
@@ -83,10 +103,18 @@ def comparison_markdown(summary: dict) -> str:
     )
     verdict = "promoted" if summary["promote"] else "NOT promoted"
     reasons = "\n".join(f"- {r}" for r in summary["reasons"])
-    return (
+    text = (
         "# Evaluation\n\n| metric | base | candidate | Δ |\n|---|---|---|---|\n"
         f"{rows}\n\n**Decision: {verdict}** (tolerance {summary['tolerance']})\n\n{reasons}\n"
     )
+    if summary.get("contamination"):
+        overlap = "\n".join(
+            f"| {task} | {c['examples']} | {c['examples_in_corpus']} | {c['share']:.1%} | {c['documents']} ({c['documents_were']}) |"
+            for task, c in summary["contamination"].items()
+        )
+        text += ("\n## Test sets in the training corpus\n\n| task | test examples | found in the corpus | share "
+                 "| corpus documents |\n|---|---|---|---|---|\n" + overlap + "\n")
+    return text
 
 
 def _img_html(png: Path, title: str) -> str:
@@ -105,7 +133,8 @@ def register_step(
     from medllama.registry import register_recipe_model
 
     summary = json.loads((Path(results_dir) / SUMMARY).read_text())
-    metrics = {**summary["candidate"], **{f"base/{k}": v for k, v in summary["base"].items()}}
+    metrics = {**summary["candidate"], **{f"base/{k}": v for k, v in summary["base"].items()},
+               **{f"contamination/{task}/share": c["share"] for task, c in summary.get("contamination", {}).items()}}
     artifacts: dict[str, str | Path] = {"evaluation": results_dir}
     if stats_path:
         artifacts["data_stats.json"] = stats_path

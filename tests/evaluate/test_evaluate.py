@@ -113,3 +113,24 @@ def test_directory_data_finds_the_release_file(tiny_model):
 def test_sample_roundtrip():
     s = Sample("1", "p", "A", None, False, output="x")
     assert Sample(**s.__dict__) == s
+
+
+def test_evaluate_step_reports_test_set_overlap_beside_the_scores(tiny_model, tmp_path):
+    """Given the prepare stats, each task's score is reported with how much of its test set the training
+    corpus contained, in summary.json and in the KFP Markdown report."""
+    from medllama.steps import evaluate_step
+
+    stats = tmp_path / "stats.json"
+    stats.write_text(json.dumps({"decontamination": {"mode": "drop", "ngram_words": 13, "sets": {
+        "pubmedqa": {"examples": 39, "examples_too_short": 0, "docs_matched": 5, "examples_matched": 3},
+        "medqa": {"examples": 40, "examples_too_short": 0, "docs_matched": 0, "examples_matched": 0}}}}))
+    recipe = load_recipe("tiny", {"eval.tasks": [{"name": "pubmedqa", "data": "samples://eval/pubmedqa/ori_pqal.json", "limit": 4},
+                                                 {"name": "medqa", "data": "samples://eval/medqa/US/4_options/phrases_no_exclude_test.jsonl", "limit": 4}]})
+    out = evaluate_step(recipe, str(tiny_model), str(tiny_model), tmp_path / "results", data_stats=stats)
+    summary = json.loads((tmp_path / "results" / "summary.json").read_text())
+    assert summary["contamination"]["pubmedqa"] == {"examples": 39, "examples_in_corpus": 3, "share": 3 / 39,
+                                                    "documents": 5, "documents_were": "dropped"}
+    assert summary["contamination"]["medqa"]["share"] == 0.0
+    assert out.contamination == summary["contamination"]
+    assert "| pubmedqa | 39 | 3 | 7.7% | 5 (dropped) |" in out.markdown
+    assert out.promote  # the same model on both sides is never worse than itself
