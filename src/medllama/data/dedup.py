@@ -64,7 +64,7 @@ class NearDedup:
         self._b = rng.integers(0, 2**32, num_perm, dtype=np.uint32)
         self._placeholder = (np.zeros(num_perm, np.uint64), np.zeros(num_perm, np.uint64))  # never used to hash
 
-    def signature(self, text: str, words: list[str] | None = None) -> np.ndarray:
+    def signature(self, text: str, words: list[bytes] | None = None) -> np.ndarray:
         """The MinHash of `text` (uint64[num_perm], values < 2**32): computed where the text is read;
         `words`: `split_words(text)` when the caller already has it."""
         words = (split_words(text) if words is None else words) or [b""]
