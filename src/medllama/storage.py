@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import glob
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -135,6 +136,16 @@ def publish(local: str | Path, uri: str) -> str:
     else:
         shutil.copy2(local, dest)
     return uri
+
+
+def write_json_atomic(path: str | Path, obj, indent: int = 2) -> Path:
+    """Write `obj` as JSON to `path` through a temporary file and a rename: a reader (or a run killed
+    halfway) never sees a partial file, so its presence can mark a finished step."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(obj, indent=indent) + "\n")
+    os.replace(tmp, path)
+    return path
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:

@@ -23,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from medllama.storage import write_json_atomic
+
 IGNORE_INDEX = -100
 MANIFEST = "manifest.json"
 
@@ -130,9 +132,7 @@ class PackedWriter:
 
     def close(self) -> Manifest:
         self._flush()
-        tmp = self.dir / f".{MANIFEST}.tmp"
-        tmp.write_text(json.dumps(asdict(self.manifest), indent=2))
-        os.replace(tmp, self.dir / MANIFEST)
+        write_json_atomic(self.dir / MANIFEST, asdict(self.manifest))
         return self.manifest
 
 

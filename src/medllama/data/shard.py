@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +35,7 @@ from medllama.data.dedup import NearDedup, digest
 from medllama.data.sources import ResolvedSource, count_skipped, iter_file
 from medllama.data.tokenizer import bos_prefix, encode_ids
 from medllama.recipe import Recipe
+from medllama.storage import write_json_atomic
 
 SHARD_JSON = "shard.json"
 BATCH = 4096  # documents per tokenizer call: large batches keep every core of the Rust tokenizer busy
@@ -156,9 +156,7 @@ def read_shard(recipe: Recipe, resolved: list[ResolvedSource], shard_index: int,
         "domains": {d: {"docs_read": read[d], "drops": dict(sorted(drops[d].items()))} for d in domains},
         "decontamination": check.report() if check is not None else {},
     }
-    tmp = dest / f".{SHARD_JSON}.tmp"
-    tmp.write_text(json.dumps(info, indent=1))
-    os.replace(tmp, dest / SHARD_JSON)  # last and atomic: a shard without it did not finish
+    write_json_atomic(dest / SHARD_JSON, info, indent=1)  # last and atomic: a shard without it did not finish
     return info
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections import Counter
@@ -10,6 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from medllama.storage import write_json_atomic
 
 
 @dataclass
@@ -86,11 +87,7 @@ def summarize(recipe, tok, resolved, domains: dict[str, DomainStats], plan, cpt:
 
 
 def write_stats(stats: dict, out_dir: Path) -> Path:
-    path = out_dir / "stats.json"
-    tmp = path.with_name(".stats.json.tmp")
-    tmp.write_text(json.dumps(stats, indent=2, sort_keys=False) + "\n")
-    os.replace(tmp, path)
-    return path
+    return write_json_atomic(out_dir / "stats.json", stats)
 
 
 def plot_lengths(doc_lengths: dict[str, np.ndarray], sft_lengths: list[int], seq_len: int, path: Path) -> Path | None:

@@ -9,12 +9,13 @@ MEDLLAMA_PEAK_FLOPS there is no meaningful peak and MFU is null.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from medllama.storage import write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -156,11 +157,7 @@ class RunMetrics:
 
 
 def write_metrics(metrics: RunMetrics, out: str | Path) -> Path:
-    path = Path(out) / "metrics.json"
-    tmp = path.with_name(".metrics.json.tmp")
-    tmp.write_text(json.dumps(metrics.as_dict(), indent=2))
-    os.replace(tmp, path)
-    return path
+    return write_json_atomic(Path(out) / "metrics.json", metrics.as_dict())
 
 
 def plot_loss(losses: list[float], path: str | Path, title: str) -> Path:
