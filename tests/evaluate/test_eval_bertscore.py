@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 
+import bert_score
 import pytest
 
 from medllama.evaluate import evaluate, score_cli
 from medllama.evaluate.metrics import BERTSCORE_MODEL_ENV, summary_metrics
 from medllama.recipe import EvalTask
-
-bert_score = pytest.importorskip("bert_score")
 
 WORDS = "the lungs are clear no acute process heart size is normal effusion pleural study found effect".split()
 

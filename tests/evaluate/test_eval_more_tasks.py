@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import seqeval.metrics as seqeval_metrics
 from sklearn.metrics import f1_score
 
 from medllama.evaluate import TaskError, evaluate, get_task, sample_data, score_cli
@@ -13,8 +14,6 @@ from medllama.evaluate.metrics import extractive_qa_metrics, ner_metrics, token_
 from medllama.evaluate.tasks.clinical_cases import Matcher, make_task, topk_metrics
 from medllama.recipe import EvalTask
 from medllama.storage import local_path
-
-seqeval_metrics = pytest.importorskip("seqeval.metrics")
 
 # A note written for this test (fictional), in the 2012 i2b2 layout; the second EVENT's offsets are one too high,
 # as in parts of the release, and its text carries an unescaped quote-free "&" the way the release does.

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from rouge_score import rouge_scorer
 
 from medllama.evaluate import CredentialedDataError, TaskError, evaluate, get_task
 from medllama.evaluate.tasks.mimiccxr import section
 from medllama.recipe import EvalTask
-
-rouge_scorer = pytest.importorskip("rouge_score.rouge_scorer")
 
 REPORT = """                                 FINAL REPORT
  EXAMINATION:  CHEST (PA AND LAT)

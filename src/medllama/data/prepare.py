@@ -209,13 +209,10 @@ def _worker_context():
 def _preload(near: bool) -> None:
     """Import matplotlib and, for near dedup, datasketch (~0.5 s of CPU each) while the shard workers
     read, not on the merge's serial tail."""
-    try:
-        import matplotlib
+    import matplotlib
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot
-    except ImportError:
-        pass
+    matplotlib.use("Agg")
+    import matplotlib.pyplot  # noqa: F401
     if near:
         try:
             import datasketch  # noqa: F401

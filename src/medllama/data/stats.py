@@ -90,15 +90,13 @@ def write_stats(stats: dict, out_dir: Path) -> Path:
     return write_json_atomic(out_dir / "stats.json", stats)
 
 
-def plot_lengths(doc_lengths: dict[str, np.ndarray], sft_lengths: list[int], seq_len: int, path: Path) -> Path | None:
+def plot_lengths(doc_lengths: dict[str, np.ndarray], sft_lengths: list[int], seq_len: int, path: Path) -> Path:
     """Histograms of document lengths per domain and of instruction example lengths (tokens)."""
-    try:
-        import matplotlib
+    import matplotlib
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:  # the picture is a nicety; the numbers are in stats.json
-        return None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
     fig, (ax_doc, ax_sft) = plt.subplots(1, 2, figsize=(11, 4))
     nonempty = {d: v for d, v in sorted(doc_lengths.items()) if len(v)}
     if nonempty:

@@ -87,10 +87,7 @@ def multilabel_metrics(references: Sequence[str], predictions: Sequence[str | No
 def rouge_l(references: Sequence[str], predictions: Sequence[str | None],
             labels: Sequence[str] = ()) -> dict[str, float]:
     """Mean ROUGE-L F-measure (rouge-score, Porter stemming: the reference implementation's settings)."""
-    try:
-        from rouge_score import rouge_scorer
-    except ImportError:
-        raise ImportError("summarization tasks need the rouge-score package: pip install rouge-score") from None
+    from rouge_score import rouge_scorer
     if not references:
         return {"rouge_l": 0.0}
     scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
@@ -138,10 +135,7 @@ def extractive_qa_metrics(references: Sequence[str], predictions: Sequence[str |
 def ner_metrics(references: Sequence[str], predictions: Sequence[str | None],
                 labels: Sequence[str] = ()) -> dict[str, float]:
     """seqeval's entity-level macro-F1; references and predictions are space-joined BIO tags, one per word."""
-    try:
-        from seqeval.metrics import f1_score as seq_f1
-    except ImportError:
-        raise ImportError("NER tasks need the seqeval package: pip install seqeval") from None
+    from seqeval.metrics import f1_score as seq_f1
     if not references:
         return {"macro_f1": 0.0}
     y_true = [r.split() for r in references]
@@ -159,10 +153,7 @@ def ner_metrics(references: Sequence[str], predictions: Sequence[str | None],
 def bertscore(references: Sequence[str], predictions: Sequence[str | None], model_path: str,
               layer: int | None = None, batch_size: int = 16) -> float:
     """Mean BERTScore F1 (bert-score library) with a local model: its tokenizer and the embeddings of `layer`."""
-    try:
-        from bert_score import score
-    except ImportError:
-        raise ImportError("BERTScore needs the bert-score package: pip install bert-score") from None
+    from bert_score import score
     from transformers import AutoConfig
 
     if layer is None:
