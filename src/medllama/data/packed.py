@@ -165,10 +165,7 @@ class PackedDataset:
         return int(self._offsets[-1])
 
     def __getitem__(self, i: int) -> dict[str, np.ndarray]:
-        if not 0 <= i < len(self):
-            raise IndexError(i)
-        shard = int(np.searchsorted(self._offsets, i, side="right") - 1)
-        row = i - self._offsets[shard]
+        shard, row = self._locate(i)
         ids = self._tokens[shard][row].astype(np.int64)
         labels = self._labels[shard]
         return {"input_ids": ids, "labels": ids.copy() if labels is None else labels[row].astype(np.int64),
@@ -176,8 +173,14 @@ class PackedDataset:
 
     def doc_starts(self, i: int) -> np.ndarray:
         """Offsets in row `i` where a document starts after offset 0 (empty without a boundary index)."""
+        return self._starts(*self._locate(i))
+
+    def _locate(self, i: int) -> tuple[int, int]:
+        """(shard, row within it) of global row `i`."""
+        if not 0 <= i < len(self):
+            raise IndexError(i)
         shard = int(np.searchsorted(self._offsets, i, side="right") - 1)
-        return self._starts(shard, i - self._offsets[shard])
+        return shard, int(i - self._offsets[shard])
 
     def _starts(self, shard: int, row: int) -> np.ndarray:
         docs = self._docs[shard]

@@ -49,7 +49,7 @@ from medllama.data.instructions import build_row, iter_examples, render_prompt
 from medllama.data.mix import MixPlan, plan_mix
 from medllama.data.packed import Manifest, PackedWriter, token_dtype
 from medllama.data.replay import dedup, gather_tokens, kept_sources, kept_texts
-from medllama.data.shard import ShardOptions, load_shard, read_shard
+from medllama.data.shard import BATCH, ShardOptions, load_shard, read_shard
 from medllama.data.sources import DataError, ResolvedSource, resolve
 from medllama.data.stats import DomainStats, plot_lengths, source_counts, summarize, write_stats
 from medllama.data.tokenizer import (
@@ -64,7 +64,6 @@ from medllama.recipe import Recipe
 from medllama.storage import expand, is_s3, publish
 
 log = logging.getLogger(__name__)
-BATCH = 4096  # documents per tokenizer call
 PACK_CHUNK = 1 << 22  # tokens gathered before cutting rows
 
 

@@ -135,6 +135,11 @@ def parse_word(text: str, words: tuple[str, ...]) -> str | None:
     return m.group(1).lower() if m else None
 
 
+def render_nli(ex: Example) -> str:
+    """The input of an inference task: the premise (context), then the hypothesis (question)."""
+    return f"Premise: {ex.context}\nHypothesis: {ex.question}"
+
+
 def parse_nli(text: str, labels: tuple[str, ...]) -> str | None:
     """An NLI label out of `labels` named in the generation; the verbs "entails" and "contradicts" count too."""
     verbs = {"entails": "entailment", "contradicts": "contradiction"}

@@ -12,7 +12,7 @@ import csv
 from pathlib import Path
 
 from medllama.evaluate.metrics import macro_f1_only
-from medllama.evaluate.tasks.base import Example, Task, TaskError, parse_nli
+from medllama.evaluate.tasks.base import Example, Task, TaskError, parse_nli, render_nli
 
 LABELS = ("entailment", "contradiction")
 _LABEL = {"pos": "entailment", "positive": "entailment", "1": "entailment", "entailment": "entailment",
@@ -45,10 +45,6 @@ def load(path: Path, limit: int | None = None) -> list[Example]:
     return examples
 
 
-def render_input(ex: Example) -> str:
-    return f"Premise: {ex.context}\nHypothesis: {ex.question}"
-
-
 def parse(text: str) -> str | None:
     return parse_nli(text, LABELS)
 
@@ -60,7 +56,7 @@ TASK = Task(
     load=load,
     instruction=("Decide whether the biomedical premise supports the hypothesis or contradicts it. "
                  "Answer with entailment or contradiction."),
-    render_input=render_input,
+    render_input=render_nli,
     parse=parse,
     metrics=macro_f1_only,
 )

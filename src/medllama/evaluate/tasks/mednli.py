@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from medllama.evaluate.tasks.base import Example, Task, parse_nli, read_jsonl
+from medllama.evaluate.tasks.base import Example, Task, parse_nli, read_jsonl, render_nli
 
 LABELS = ("entailment", "contradiction", "neutral")
 ACCESS = ("MedNLI is credentialed data from PhysioNet (https://physionet.org/content/mednli/): it needs a "
@@ -27,10 +27,6 @@ def _example(r: dict, line: int) -> Example:
                    reference=r["gold_label"].strip().lower())
 
 
-def render_input(ex: Example) -> str:
-    return f"Premise: {ex.context}\nHypothesis: {ex.question}"
-
-
 def parse(text: str) -> str | None:
     return parse_nli(text, LABELS)
 
@@ -42,7 +38,7 @@ TASK = Task(
     load=load,
     instruction=("Decide whether the hypothesis follows from the clinical premise. "
                  "Answer with entailment, contradiction, or neutral."),
-    render_input=render_input,
+    render_input=render_nli,
     parse=parse,
     access=ACCESS,
 )
