@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from medllama.data import prepare
-from medllama.data.sources import iter_documents, resolve
+from medllama.data.sources import count_skipped, iter_file, resolve
 from medllama.recipe import Source
 from medllama.storage import StorageError
 
@@ -20,7 +20,8 @@ from .helpers import small_recipe, synthetic_docs, write_jsonl
 def read(path: str | Path, **kw) -> tuple[list[str], Counter]:
     drops: Counter = Counter()
     (rs,) = resolve([Source(path=str(path), domain="biomedical", **kw)])
-    return [d.text for d in iter_documents(rs, drops)], drops
+    count_skipped(rs, drops)  # as a prepare shard reads a source: skipped files counted, then file by file
+    return [t for uri in rs.files for t in iter_file(rs, uri, drops)], drops
 
 
 def test_bad_jsonl_lines_are_counted_per_reason(tmp_path):

@@ -36,13 +36,6 @@ class DataError(ValueError):
 
 
 @dataclass(frozen=True)
-class Document:
-    text: str
-    domain: str
-    source: str  # the file (URI) it came from
-
-
-@dataclass(frozen=True)
 class ResolvedSource:
     source: Source
     files: tuple[str, ...]  # supported files, in a stable order
@@ -85,14 +78,6 @@ def resolve(sources: list[Source]) -> list[ResolvedSource]:
     if problems:
         raise StorageError("cannot read the recipe's data sources:\n  " + "\n  ".join(problems))
     return resolved
-
-
-def iter_documents(rs: ResolvedSource, drops: Counter) -> Iterator[Document]:
-    """Documents of one resolved source, in file order; unusable input is added to `drops` by reason."""
-    count_skipped(rs, drops)
-    for uri in rs.files:
-        for text in iter_file(rs, uri, drops):
-            yield Document(text, rs.source.domain, uri)
 
 
 def count_skipped(rs: ResolvedSource, drops: Counter) -> None:
