@@ -82,9 +82,6 @@ class NearDedup:
             phv = h.astype(np.uint32)[:, None] * self._a + self._b
         return phv.min(axis=0).astype(np.uint64)
 
-    def is_new(self, text: str) -> bool:
-        return self.is_new_signature(self.signature(text))
-
     def index(self):
         """datasketch's MinHashLSH for this threshold (its banding: `b` bands of `r` values)."""
         if self._lsh is None:
