@@ -220,6 +220,16 @@ def test_server_alias_and_long_card(tracking_server, tiny_model_dir: Path, tmp_p
 
 
 @pytest.mark.local
+def test_server_takes_more_metrics_and_params_than_one_request_holds(tracking_server, tiny_model_dir: Path) -> None:
+    """A server accepts at most 1000 metrics and 100 params per log_batch request: everything still lands."""
+    metrics = {f"task{i}/accuracy": i / 2000 for i in range(1500)}
+    params = {f"p{i}": str(i) for i in range(250)}
+    rv = register_model(tiny_model_dir, unique("many-metrics"), metrics, params, tracking_uri=tracking_server.url)
+    run = MlflowClient(tracking_server.url).get_run(rv.run_id)
+    assert run.data.metrics == metrics and run.data.params == params
+
+
+@pytest.mark.local
 def test_server_bad_input_creates_no_model(tracking_server, tmp_path: Path) -> None:
     name = unique("never-created")
     with pytest.raises(RegistryError, match="no such directory"):

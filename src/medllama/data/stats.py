@@ -143,8 +143,7 @@ def log_stats_to_mlflow(stats: dict, run_id: str | None = None, histogram: str |
 
     now = int(time.time() * 1000)
     items = [Metric(key, value, now, 0) for key, value in metrics.items()]
-    for i in range(0, len(items), 1000):  # the tracking API takes at most 1000 metrics per batch
-        client.log_batch(run_id, metrics=items[i:i + 1000])
+    client.log_batch(run_id, metrics=items)  # the client splits it into requests the server accepts
     if histogram is not None and Path(histogram).is_file():
         client.log_artifact(run_id, str(histogram), artifact_path="prepare")
     return run_id

@@ -33,7 +33,6 @@ CARD_ARTIFACT = "model_card.md"
 _NAME_OK = re.compile(r"^[\w.\- ]+$")  # MLflow forbids '/' and ':' in model names; keep them path-safe
 _ALIAS_OK = re.compile(r"^[\w\-]+$")  # MLflow's alias rule; "latest" and v<digits> are reserved
 _KEY_OK = re.compile(r"^[/\w.\- :]+$")  # MLflow's metric/param name rule (slashes allowed)
-_BATCH = 100  # MLflow accepts at most 100 params (1000 metrics) per log_batch call
 
 
 class RegistryError(ValueError):
@@ -226,8 +225,7 @@ def _log_run(client, experiment_id: str, name: str, model: Path, metrics: dict[s
         now = int(time.time() * 1000)
         ms = [Metric(k, v, now, 0) for k, v in metrics.items()]
         ps = [Param(k, v) for k, v in params.items()]
-        for i in range(0, max(len(ms), len(ps)), _BATCH):
-            client.log_batch(run_id, metrics=ms[i:i + _BATCH], params=ps[i:i + _BATCH])
+        client.log_batch(run_id, metrics=ms, params=ps)  # the client splits it into requests the server accepts
         client.log_artifacts(run_id, str(model), artifact_path=MODEL_ARTIFACT)
         _log_extra(client, run_id, extra, card)
     except BaseException:
