@@ -38,12 +38,9 @@ def run_stage(recipe_path: str, stage: str, data_dir: str | Path, tokenizer_dir:
     paths are then paths inside the pods (a PVC mount) or s3:// URIs. `dry_run` prints the command (local)
     or the PyTorchJob YAML (kubernetes) and runs nothing.
     """
-    from medllama.launch.command import train_argv
-
     recipe = load_recipe(recipe_path, overrides)  # fail fast on a bad recipe or override
     spec = recipe.stage(stage)
-    argv = train_argv(recipe_path, stage, data_dir, tokenizer_dir, recipe.model.base if init is None else init,
-                      output_dir, overrides)
+    argv = _stage_argv(recipe, recipe_path, stage, data_dir, tokenizer_dir, init, output_dir, overrides)
     what = f"training stage {stage!r} of {recipe_path}"
     if launcher == "local":
         if k8s_options:
@@ -55,12 +52,11 @@ def run_stage(recipe_path: str, stage: str, data_dir: str | Path, tokenizer_dir:
         else:
             run_local(argv, spec.nproc_per_node, what)
     elif launcher == "kubernetes":
-        from medllama.launch.kubernetes import run_pytorchjob, stage_job
+        from medllama.launch.kubernetes import run_pytorchjob
 
         if dry_run:
-            from medllama.k8s.pytorchjob import to_yaml
-
-            print(to_yaml(stage_job(argv, spec, **k8s_options)), end="")
+            print(render_pytorchjob(recipe_path, stage, data_dir, tokenizer_dir, init, output_dir, overrides,
+                                    **k8s_options), end="")
         else:
             run_pytorchjob(argv, spec, what, **k8s_options)
     else:
@@ -77,13 +73,20 @@ def render_pytorchjob(recipe_path: str, stage: str, data_dir: str | Path, tokeni
                       output_dir: str | Path, overrides: dict[str, Any] | None = None, **options: Any) -> str:
     """The YAML of the PyTorchJob run_stage(launcher='kubernetes') would create (for `--dry-run`)."""
     from medllama.k8s.pytorchjob import to_yaml
-    from medllama.launch.command import train_argv
     from medllama.launch.kubernetes import stage_job
 
     recipe = load_recipe(recipe_path, overrides)
-    argv = train_argv(recipe_path, stage, data_dir, tokenizer_dir, recipe.model.base if init is None else init,
-                      output_dir, overrides)
+    argv = _stage_argv(recipe, recipe_path, stage, data_dir, tokenizer_dir, init, output_dir, overrides)
     return to_yaml(stage_job(argv, recipe.stage(stage), **options))
+
+
+def _stage_argv(recipe, recipe_path: str, stage: str, data_dir, tokenizer_dir, init: str | None, output_dir,
+                overrides: dict[str, Any] | None) -> list[str]:
+    """The trainer's arguments; `init` None starts from the recipe's base model."""
+    from medllama.launch.command import train_argv
+
+    return train_argv(recipe_path, stage, data_dir, tokenizer_dir, recipe.model.base if init is None else init,
+                      output_dir, overrides)
 
 
 def read_metrics(output_dir: str, required: bool = True) -> dict[str, Any]:
