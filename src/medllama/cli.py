@@ -175,6 +175,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", default=None, help="compile: YAML path")
     p.add_argument("--work-dir", type=Path, default=None)
     p.add_argument("--tracking-uri", default=None)
+
+    from medllama.gate.cli import add_parser as add_gate_parser
+
+    add_gate_parser(sub)
     return parser
 
 

@@ -1,0 +1,105 @@
+"""The gate's one decision: may this key call this model at this endpoint now? Every door asks here.
+
+Order of checks (and statuses): no key 401, malformed 401, unknown 401, revoked 401, expired 401,
+model not offered 403, key's agreement does not cover the model 403, agreement version too old 403,
+request rate 429, daily tokens 429, else allow. Every decision is audited (no prompt/completion text).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+
+from medllama.gate import keys
+from medllama.gate.config import GateConfig, GateConfigError
+from medllama.gate.db import utcnow
+from medllama.gate.repository import Repository
+from medllama.gate.requirements import ModelRequirements, RegistryUnavailable
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Allow:
+    key_id: int
+    prefix: str
+    owner: str
+    agreement: str  # "<id>@<version accepted>"
+    model: str | None
+    status: int = 200
+
+
+@dataclass(frozen=True)
+class Deny:
+    status: int  # 401 | 403 | 429 | 503
+    reason: str
+    prefix: str | None = None
+    owner: str | None = None
+
+
+Decision = Allow | Deny
+
+
+class Gate:
+    """The decision function with what it reads: config, repository, model requirements."""
+
+    def __init__(self, config: GateConfig, repo: Repository) -> None:
+        self.config = config
+        self.repo = repo
+        self.requirements = ModelRequirements(config)
+
+    def decide(self, key: str | None, model: str | None, endpoint: str, now: datetime) -> Decision:
+        """Allow, or Deny with the HTTP status and a reason a user can act on. Writes nothing.
+
+        `model` None: the endpoint serves no model (a model list, a rating page); "": it needs one and none was named.
+        """
+        if key is None:
+            return Deny(401, "missing API key: send Authorization: Bearer <key>")
+        prefix = keys.key_prefix(key)
+        if prefix is None:
+            return Deny(401, "malformed API key")
+        state = self.repo.key_state(prefix, now)
+        if state is None or not keys.matches(key, state.key_hash):
+            return Deny(401, "unknown API key")
+        who = {"prefix": prefix, "owner": state.owner}
+        if state.revoked_at is not None and state.revoked_at <= now:
+            return Deny(401, "API key revoked", **who)
+        if state.expires_at <= now:
+            return Deny(401, f"API key expired on {state.expires_at:%Y-%m-%d}", **who)
+        if model == "":
+            return Deny(403, "the request names no model", **who)
+        if model is not None:
+            try:
+                required = self.requirements(model)
+            except (RegistryUnavailable, GateConfigError) as e:
+                log.warning("deny %s: %s", model, e)
+                return Deny(503, f"cannot tell which agreement model {model!r} requires; try again later", **who)
+            if required is None:
+                return Deny(403, f"model {model!r} is not offered through this gate", **who)
+            agreement_id, min_version = required
+            if agreement_id != state.agreement_id:
+                return Deny(403, f"this key's agreement ({state.agreement_id}) does not cover model {model!r}; "
+                                 f"accept {agreement_id} at /agreements/{agreement_id}", **who)
+            if state.agreement_version < min_version:
+                return Deny(403, f"model {model!r} requires {agreement_id} version {min_version} or later; this key "
+                                 f"accepted version {state.agreement_version}: accept the new version at "
+                                 f"/agreements/{agreement_id}", **who)
+        if state.recent_requests >= state.requests_per_minute:
+            return Deny(429, f"rate limit: {state.requests_per_minute} requests per minute", **who)
+        if state.tokens_today >= state.tokens_per_day:
+            return Deny(429, f"token quota: {state.tokens_per_day} tokens per day used", **who)
+        return Allow(state.id, prefix, state.owner, f"{state.agreement_id}@{state.agreement_version}", model)
+
+    def check(self, key: str | None, model: str | None, endpoint: str, door: str,
+              now: datetime | None = None) -> tuple[Decision, int]:
+        """`decide`, then its audit record; returns the decision and the audit id (for token counts later)."""
+        now = now or utcnow()
+        decision = self.decide(key, model, endpoint, now)
+        allowed = isinstance(decision, Allow)
+        audit_id = self.repo.audit(
+            at=now, key_prefix=decision.prefix, owner=decision.owner, model=model[:256] if model else None,
+            endpoint=endpoint[:512],
+            door=door, outcome="allow" if allowed else "deny", status=decision.status,
+            reason="ok" if allowed else decision.reason[:512])
+        return decision, audit_id

@@ -1,0 +1,45 @@
+"""FastAPI dependencies other routers reuse: the gate itself, a valid API key, the admin credential."""
+
+from __future__ import annotations
+
+import hmac
+
+from fastapi import Depends, HTTPException, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.concurrency import run_in_threadpool
+
+from medllama.gate.decide import Allow, Gate
+
+_bearer = HTTPBearer(auto_error=False, description="an API key issued by the gate (or the admin token)")
+
+
+def get_gate(request: Request) -> Gate:
+    return request.app.state.gate
+
+
+async def require_api_key(request: Request, gate: Gate = Depends(get_gate),
+                          credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> Allow:
+    """A valid, unexpired, unrevoked key within its rate (no model check); audited like every decision."""
+    key = credentials.credentials if credentials else None
+    if key is None and request.headers.get("authorization") is not None:
+        key = ""  # a header that is not `Bearer <key>`: malformed, not missing
+    decision, _ = await run_in_threadpool(gate.check, key, None, f"{request.method} {request.url.path}", "api")
+    if not isinstance(decision, Allow):
+        raise HTTPException(decision.status, decision.reason, headers=_challenge(decision.status))
+    return decision
+
+
+def require_admin(gate: Gate = Depends(get_gate),
+                  credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> str:
+    """The admin token from $MEDLLAMA_GATE_ADMIN_TOKEN, as a bearer credential; returns the actor's name."""
+    expected = gate.config.admin_token
+    if expected is None:
+        raise HTTPException(403, "the admin API is off: set MEDLLAMA_GATE_ADMIN_TOKEN")
+    given = credentials.credentials if credentials else ""
+    if not hmac.compare_digest(given.encode(), expected.get_secret_value().encode()):
+        raise HTTPException(401, "admin credential required", headers=_challenge(401))
+    return "admin"
+
+
+def _challenge(status: int) -> dict[str, str] | None:
+    return {"WWW-Authenticate": "Bearer"} if status == 401 else None

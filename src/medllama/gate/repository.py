@@ -1,0 +1,219 @@
+"""All reads and writes of the gate's tables, behind one small class; the schema comes from Alembic."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from importlib import resources
+
+from sqlalchemy import func, select, update
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from medllama.gate import keys
+from medllama.gate.config import Agreement, KeyPolicy
+from medllama.gate.db import AccessRequest, ApiKey, AuditEvent, Usage
+
+
+class NotFound(KeyError):
+    """No such request or key."""
+
+    def __str__(self) -> str:  # KeyError quotes its message
+        return str(self.args[0])
+
+
+class Conflict(ValueError):
+    """The action does not fit the current state (approving a rejected request, a second key...)."""
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the database to the newest schema with the migrations shipped in this package."""
+    from alembic import command
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(resources.files("medllama.gate") / "migrations"))
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "head")
+
+
+@dataclass(frozen=True)
+class KeyState:
+    """What a decision needs to know about a key, read in one round trip."""
+
+    id: int
+    prefix: str
+    key_hash: str
+    owner: str
+    agreement_id: str
+    agreement_version: int
+    expires_at: datetime
+    revoked_at: datetime | None
+    requests_per_minute: int
+    tokens_per_day: int
+    recent_requests: int  # allowed in the last minute
+    tokens_today: int
+
+
+def day_of(now: datetime) -> str:
+    return now.strftime("%Y-%m-%d")
+
+
+class Repository:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.session = sessionmaker(engine, expire_on_commit=False)
+
+    # --- access requests --------------------------------------------------------------------
+    def create_request(self, agreement: Agreement, fields: dict[str, str], now: datetime) -> tuple[AccessRequest, str]:
+        """A new request for `agreement`; returns it and the claim code (shown to the requester, stored hashed)."""
+        claim = secrets.token_urlsafe(24)
+        auto = agreement.approval == "auto"
+        req = AccessRequest(agreement_id=agreement.id, agreement_version=agreement.version,
+                            email=fields.get("email", ""), fields=fields, status="approved" if auto else "pending",
+                            claim_hash=keys.hash_secret(claim), created_at=now, decided_at=now if auto else None,
+                            decided_by="auto" if auto else None)
+        with self.session.begin() as s:
+            s.add(req)
+        return req, claim
+
+    def get_request(self, request_id: int) -> AccessRequest:
+        with self.session() as s:
+            req = s.get(AccessRequest, request_id)
+        if req is None:
+            raise NotFound(f"no access request {request_id}")
+        return req
+
+    def list_requests(self, status: str | None = None, limit: int = 500) -> Sequence[AccessRequest]:
+        q = select(AccessRequest).order_by(AccessRequest.id).limit(limit)
+        if status:
+            q = q.where(AccessRequest.status == status)
+        with self.session() as s:
+            return s.scalars(q).all()
+
+    def decide_request(self, request_id: int, approve: bool, by: str, now: datetime, reason: str = "") -> AccessRequest:
+        """Approve or reject a pending request (the status changes once: a decided request stays decided)."""
+        with self.session.begin() as s:
+            done = s.execute(update(AccessRequest)
+                             .where(AccessRequest.id == request_id, AccessRequest.status == "pending")
+                             .values(status="approved" if approve else "rejected", decided_at=now, decided_by=by,
+                                     reason=reason or None)).rowcount
+        req = self.get_request(request_id)
+        if not done:
+            raise Conflict(f"request {request_id} is already {req.status}")
+        return req
+
+    # --- keys ---------------------------------------------------------------------------------
+    def issue_key(self, request_id: int, policy: KeyPolicy, now: datetime, days: int | None = None) -> tuple[keys.NewKey, ApiKey]:
+        """The one key of an approved request; the clear key is returned here and nowhere else."""
+        req = self.get_request(request_id)
+        if req.status != "approved":
+            raise Conflict(f"request {request_id} is {req.status}, not approved")
+        lifetime = min(days or policy.default_days, policy.max_days)
+        new = keys.new_key()
+        row = ApiKey(prefix=new.prefix, key_hash=new.key_hash, request_id=req.id, owner=req.email,
+                     agreement_id=req.agreement_id, agreement_version=req.agreement_version, created_at=now,
+                     expires_at=now + timedelta(days=lifetime), requests_per_minute=policy.requests_per_minute,
+                     tokens_per_day=policy.tokens_per_day)
+        try:
+            with self.session.begin() as s:
+                s.add(row)
+        except IntegrityError:
+            raise Conflict(f"a key was already issued for request {request_id}; it is shown only once") from None
+        return new, row
+
+    def key_for_request(self, request_id: int) -> ApiKey | None:
+        with self.session() as s:
+            return s.scalars(select(ApiKey).where(ApiKey.request_id == request_id)).first()
+
+    def get_key(self, prefix: str) -> ApiKey:
+        with self.session() as s:
+            row = s.scalars(select(ApiKey).where(ApiKey.prefix == prefix)).first()
+        if row is None:
+            raise NotFound(f"no key with prefix {prefix}")
+        return row
+
+    def list_keys(self) -> Sequence[ApiKey]:
+        with self.session() as s:
+            return s.scalars(select(ApiKey).order_by(ApiKey.id)).all()
+
+    def revoke(self, prefix: str, now: datetime) -> ApiKey:
+        return self._update_key(prefix, revoked_at=now)
+
+    def set_quota(self, prefix: str, requests_per_minute: int | None = None, tokens_per_day: int | None = None) -> ApiKey:
+        values = {k: v for k, v in (("requests_per_minute", requests_per_minute), ("tokens_per_day", tokens_per_day))
+                  if v is not None}
+        if any(v < 1 for v in values.values()):
+            raise ValueError("quotas must be at least 1")
+        return self._update_key(prefix, **values)
+
+    def _update_key(self, prefix: str, **values) -> ApiKey:
+        with self.session.begin() as s:
+            row = s.scalars(select(ApiKey).where(ApiKey.prefix == prefix)).first()
+            if row is None:
+                raise NotFound(f"no key with prefix {prefix}")
+            for k, v in values.items():
+                setattr(row, k, v)
+        return row
+
+    def key_state(self, prefix: str, now: datetime) -> KeyState | None:
+        """The key with its requests in the last minute and tokens used today (one connection, three selects)."""
+        k = ApiKey.__table__.c
+        with self.engine.connect() as conn:
+            row = conn.execute(select(k.id, k.prefix, k.key_hash, k.owner, k.agreement_id, k.agreement_version,
+                                      k.expires_at, k.revoked_at, k.requests_per_minute, k.tokens_per_day)
+                               .where(k.prefix == prefix)).first()
+            if row is None:
+                return None
+            a = AuditEvent.__table__.c
+            recent = conn.execute(select(func.count()).where(a.key_prefix == prefix, a.outcome == "allow",
+                                                             a.at > now - timedelta(minutes=1))).scalar_one()
+            u = Usage.__table__.c
+            tokens = conn.execute(select(func.coalesce(func.sum(u.prompt_tokens + u.completion_tokens), 0))
+                                  .where(u.key_id == row.id, u.day == day_of(now))).scalar_one()
+        return KeyState(*row, recent_requests=recent, tokens_today=int(tokens))
+
+    # --- audit and usage --------------------------------------------------------------------------
+    def audit(self, **event) -> int:
+        with self.engine.begin() as conn:
+            return conn.execute(AuditEvent.__table__.insert().values(**event)).inserted_primary_key[0]
+
+    def record_usage(self, key_id: int, model: str, now: datetime, prompt_tokens: int, completion_tokens: int,
+                     audit_id: int | None = None) -> None:
+        """Add one response's tokens to the key's usage of `model` today (and to its audit record)."""
+        pk = {"key_id": key_id, "model": model, "day": day_of(now)}
+        add = {"requests": Usage.requests + 1, "prompt_tokens": Usage.prompt_tokens + prompt_tokens,
+               "completion_tokens": Usage.completion_tokens + completion_tokens}
+        for attempt in range(2):  # insert-or-add without dialect-specific upserts; a racing insert retries as an add
+            try:
+                with self.session.begin() as s:
+                    if not s.execute(update(Usage).filter_by(**pk).values(**add)).rowcount:
+                        s.add(Usage(**pk, requests=1, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens))
+                    if audit_id is not None:
+                        s.execute(update(AuditEvent).where(AuditEvent.id == audit_id)
+                                  .values(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens))
+                return
+            except IntegrityError:
+                if attempt:
+                    raise
+
+    def usage(self, prefix: str | None = None, day: str | None = None) -> list[dict]:
+        q = (select(ApiKey.prefix, ApiKey.owner, Usage.model, Usage.day, Usage.requests, Usage.prompt_tokens,
+                    Usage.completion_tokens).join(ApiKey, ApiKey.id == Usage.key_id).order_by(Usage.day, ApiKey.prefix))
+        if prefix:
+            q = q.where(ApiKey.prefix == prefix)
+        if day:
+            q = q.where(Usage.day == day)
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(q)]
+
+    def audit_events(self, prefix: str | None = None, limit: int = 100) -> list[dict]:
+        q = select(AuditEvent.__table__).order_by(AuditEvent.id.desc()).limit(limit)
+        if prefix:
+            q = q.where(AuditEvent.key_prefix == prefix)
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(q)]
