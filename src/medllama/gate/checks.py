@@ -1,7 +1,8 @@
 """The gate as an external authorizer: Envoy/Istio ext_authz (HTTP service) and nginx `auth_request`.
 
-Envoy calls `/check/envoy` + the original path with the original method and headers (and the body,
-when configured); allow = 200 with identity headers, deny = the status and reason for the client.
+Envoy calls `/check/envoy` + the original path with the original method and headers, and the body
+(Istio `includeRequestBodyInCheck`): the model comes from the path (KServe V1/V2) or the body's
+`model` (OpenAI routes). Allow = 200 with identity headers; deny = the status and reason for the client.
 nginx's `auth_request` only understands 2xx/401/403, so its endpoint answers 401 or 403 and carries
 the real status in `x-gate-status`; nginx's `error_page` then asks `/check/nginx/denied` to answer
 the client with that status (see `nginx.conf.example`). Token quotas here come from metered usage.
@@ -26,7 +27,8 @@ _METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 async def envoy(path: str, request: Request, gate: Gate = Depends(get_gate)) -> Response:
     body = await request.body()
     original = "/" + path
-    model = model_of(request.method, original, body, request.headers.get("x-gate-model"))
+    # not a client header: ext_authz runs before the route's header rules, so a client could set it
+    model = model_of(request.method, original, body)
     key = keys.bearer(request.headers.get("authorization"))
     decision, _ = await run_in_threadpool(gate.check, key, model, f"{request.method} {original}", "ext_authz")
     if isinstance(decision, Allow):

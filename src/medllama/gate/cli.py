@@ -18,6 +18,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
     verbs.add_parser("migrate", help="create or upgrade the gate's tables")
+    p = verbs.add_parser("nginx-conf", help="print an nginx server block with auth_request to this gate")
+    p.add_argument("--listen", default="8080")
+    p.add_argument("--gate", default="http://127.0.0.1:8000", help="the gate's URL as nginx reaches it")
+    p.add_argument("--route", action="append", required=True, metavar="/PREFIX/=MODEL@UPSTREAM")
     p = verbs.add_parser("list", help="access requests")
     p.add_argument("--status", choices=["pending", "approved", "rejected"], default=None)
     for name in ("approve", "reject"):
@@ -42,6 +46,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> None:
     from medllama.gate.config import load_config
 
+    if args.gate_verb == "nginx-conf":
+        from medllama.gate.nginx import parse_route, server_block
+
+        print(server_block(args.listen, args.gate, [parse_route(r) for r in args.route]), end="")
+        return
     config = load_config(args.config)
     if args.gate_verb == "serve":
         _serve(config, args)

@@ -15,7 +15,6 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 ENV_PREFIX = "MEDLLAMA_GATE_"
-AGREEMENT_TAG = "medllama.agreement"  # registry tag: "<agreement id>@<minimum version>"
 
 
 class GateConfigError(ValueError):

@@ -9,7 +9,8 @@ from __future__ import annotations
 import logging
 import time
 
-from medllama.gate.config import AGREEMENT_TAG, GateConfig, parse_requirement
+from medllama.gate.config import GateConfig, parse_requirement
+from medllama.registry.card import AGREEMENT_TAG
 
 log = logging.getLogger(__name__)
 

@@ -10,6 +10,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 DATA_USE_NOTE = "PhysioNet Credentialed Health Data License 1.5.0 — not for clinical decision-making"
+# The gate reads this version tag: the data use agreement (id@minimum version) a caller must have accepted
+AGREEMENT_TAG = "medllama.agreement"
+DEFAULT_AGREEMENT = "me-llama-dua@1"
 DESCRIPTION_LIMIT = 5000  # model_versions.description is VARCHAR(5000) in MLflow's SQL schema
 
 # Me-LLaMA continued pre-training mix (paper, Methods): biomedical : clinical : general = 15 : 1 : 4

@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from medllama.registry.card import DATA_USE_NOTE, fit_description, model_card
+from medllama.registry.card import AGREEMENT_TAG, DATA_USE_NOTE, DEFAULT_AGREEMENT, fit_description, model_card
 from medllama.registry.store import artifact_location, prepare_local_store, resolve_tracking_uri, ui_command
 from medllama import storage
 
@@ -80,7 +80,7 @@ def register_model(
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     t0 = time.monotonic()
     card = model_card(name, metrics, params, tags, description)
-    version_tags = {**tags, "metrics": json.dumps(metrics, sort_keys=True), "data_use_agreement": DATA_USE_NOTE,
+    version_tags = {AGREEMENT_TAG: DEFAULT_AGREEMENT, **tags, "metrics": json.dumps(metrics, sort_keys=True), "data_use_agreement": DATA_USE_NOTE,
                     "model_sha256": storage.sha256_tree(model)}
 
     run_id = _log_run(client, _experiment_id(client, experiment, uri), name, model, metrics, params, tags, extra, card)

@@ -1,0 +1,163 @@
+"""The authorization matrix through all three doors, on real processes: `medllama gate serve` (proxy and
+ext_authz check), Debian's nginx with `auth_request`, and a model server behind them.
+
+The model server is a stand-in (standin_model_server.py): the real `medllama serve` had not landed
+when these tests were written. No Envoy binary exists here, so the ext_authz door is called the way
+Envoy's HTTP ext_authz filter calls it (original method, path under the prefix, headers and body).
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import sqlite3
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+
+from helpers import (MODEL, OTHER_MODEL, approved_key, auth, authorization_matrix, gate_cli, gate_server, open_repo,
+                     standin_model_server, write_config)
+from servers import _process_group, free_port, wait_until
+from medllama.gate.nginx import Route, server_block
+
+pytestmark = pytest.mark.local
+NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
+CHAT = "/openai/v1/chat/completions"
+ISSUED: list[str] = []  # every clear key the tests made: none may appear in a log or the database
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory):
+    if not Path(NGINX).exists():
+        pytest.fail("nginx is not installed: run .ci/install-services")
+    root = tmp_path_factory.mktemp("gate-doors")
+    with standin_model_server(root / "model.log") as model:
+        config_path = write_config(root, f"sqlite:///{root / 'gate.db'}", upstream=model.url)
+        with gate_server(config_path, root / "gate.log", upstream=model.url) as gate:
+            with nginx_server(root / "nginx", gate.url, model.url) as nginx_url:
+                config, repo = open_repo(config_path)
+                yield {"model": model.url, "gate": gate.url, "nginx": nginx_url, "config": config, "repo": repo,
+                       "root": root}
+
+
+def nginx_server(prefix: Path, gate_url: str, model_url: str):
+    """Debian's nginx as a plain process on a loopback port, with the server block the gate ships."""
+    prefix.mkdir()
+    port = free_port()
+    routes = [Route("/", MODEL, model_url), Route("/other/", OTHER_MODEL, model_url)]
+    (prefix / "nginx.conf").write_text(
+        f"daemon off;\nmaster_process off;\npid {prefix}/nginx.pid;\nerror_log {prefix}/error.log;\n"
+        "events { worker_connections 256; }\nhttp {\n"
+        f"    access_log {prefix}/access.log;\n"
+        + "".join(f"    {t}_temp_path {prefix}/{t};\n" for t in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+        + server_block(f"127.0.0.1:{port}", gate_url, routes) + "}\n")
+
+    import contextlib
+
+    @contextlib.contextmanager
+    def run():
+        cmd = [NGINX, "-p", str(prefix), "-c", str(prefix / "nginx.conf"), "-e", str(prefix / "error.log")]
+        with _process_group(cmd, prefix / "stdout.log") as proc:
+            wait_until(lambda: socket.create_connection(("127.0.0.1", port), timeout=1).close() is None, "nginx",
+                       30, proc, prefix / "error.log")
+            yield f"http://127.0.0.1:{port}"
+
+    return run()
+
+
+def call(stack: dict, door: str, key: str | None, model: str) -> httpx.Response:
+    body = {"model": model, "messages": [{"role": "user", "content": "does the patient have a fever"}]}
+    if door == "proxy":
+        return httpx.post(stack["gate"] + CHAT, json=body, headers=auth(key))
+    if door == "ext_authz":  # as Envoy's HTTP ext_authz filter asks (path_prefix /check/envoy, body included)
+        return httpx.post(stack["gate"] + "/check/envoy" + CHAT, json=body, headers=auth(key))
+    prefix = "/other" if model == OTHER_MODEL else ""
+    return httpx.post(stack["nginx"] + prefix + CHAT, json=body, headers=auth(key))
+
+
+@pytest.mark.parametrize("door", ["proxy", "ext_authz", "nginx"])
+def test_authorization_matrix(stack: dict, door: str) -> None:
+    cases = authorization_matrix(stack["config"], stack["repo"])
+    ISSUED.extend(c.key for c in cases if c.key and c.key.startswith("mlk_"))
+    seen_before = httpx.get(stack["model"] + "/_seen").json()["requests"]
+    got = {}
+    for case in cases:
+        if case.allowed_first:
+            assert call(stack, door, case.key, case.model).status_code == 200, case.name
+        r = call(stack, door, case.key, case.model)
+        got[case.name] = r.status_code
+        if case.status != 200:
+            assert case.reason in r.json()["error"]["message"], (case.name, r.text)
+    assert got == {c.name: c.status for c in cases}
+    reached = httpx.get(stack["model"] + "/_seen").json()
+    # only the valid call and the first over-rate call reach the model server (not the ext_authz door: it only checks)
+    assert reached["requests"] - seen_before == (0 if door == "ext_authz" else 2)
+    if door != "ext_authz":
+        headers = reached["headers"]
+        assert "authorization" not in headers and headers["x-gate-user"] == "ada@example.org"
+        assert headers["x-gate-agreement"] == "me-llama-dua@2"
+
+
+def test_ext_authz_allow_carries_identity_headers(stack: dict) -> None:
+    key, row = approved_key(stack["config"], stack["repo"], email="grace@example.org")
+    ISSUED.append(key)
+    r = httpx.post(stack["gate"] + "/check/envoy/v2/models/" + MODEL + "/infer", json={}, headers=auth(key))
+    assert r.status_code == 200 and r.headers["x-gate-user"] == "grace@example.org"
+    assert r.headers["x-gate-key"] == row.prefix and key not in str(r.headers)
+
+
+def test_streamed_tokens_are_counted_and_usage_chunk_hidden_unless_asked(stack: dict) -> None:
+    key, row = approved_key(stack["config"], stack["repo"])
+    ISSUED.append(key)
+    client = openai.OpenAI(base_url=stack["gate"] + "/openai/v1", api_key=key, max_retries=0)
+    messages = [{"role": "user", "content": "one two three four"}]
+    plain = list(client.chat.completions.create(model=MODEL, messages=messages, stream=True))
+    assert "".join(c.choices[0].delta.content or "" for c in plain) == "the patient has no fever "
+    assert all(c.usage is None and c.choices for c in plain)  # the forced usage chunk never reached the client
+    asked = list(client.chat.completions.create(model=MODEL, messages=messages, stream=True,
+                                                stream_options={"include_usage": True}))
+    assert asked[-1].choices == [] and asked[-1].usage.completion_tokens == 5
+    whole = client.chat.completions.create(model=MODEL, messages=messages)
+    assert whole.usage.total_tokens == 9
+    [usage] = stack["repo"].usage(row.prefix)
+    assert (usage["requests"], usage["prompt_tokens"], usage["completion_tokens"]) == (3, 12, 15)
+    audited = [e for e in stack["repo"].audit_events(row.prefix) if e["outcome"] == "allow"]
+    assert sorted((e["prompt_tokens"], e["completion_tokens"]) for e in audited) == [(4, 5)] * 3
+
+
+def test_nginx_door_enforces_token_quota_from_metered_usage(stack: dict) -> None:
+    """Tokens metered by the proxy count at the nginx door: 9 tokens used of 10 allow one more call, not two."""
+    key, row = approved_key(stack["config"], stack["repo"])
+    ISSUED.append(key)
+    stack["repo"].set_quota(row.prefix, tokens_per_day=10)
+    assert call(stack, "nginx", key, MODEL).status_code == 200  # ext_authz/nginx see no tokens themselves
+    client = openai.OpenAI(base_url=stack["gate"] + "/openai/v1", api_key=key, max_retries=0)
+    client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "a b c d"}])  # 9 tokens
+    assert call(stack, "nginx", key, MODEL).status_code == 200
+    client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "a"}])  # 6 more: 15 > 10
+    r = call(stack, "nginx", key, MODEL)
+    assert r.status_code == 429 and "token quota" in r.json()["error"]["message"]
+
+
+def test_revocation_takes_effect_on_the_next_request(stack: dict) -> None:
+    key, row = approved_key(stack["config"], stack["repo"])
+    ISSUED.append(key)
+    assert call(stack, "proxy", key, MODEL).status_code == 200
+    out = gate_cli(stack["root"] / "gate.yaml", "revoke", row.prefix)
+    assert out.returncode == 0, out.stderr
+    assert call(stack, "proxy", key, MODEL).status_code == 401
+    assert call(stack, "nginx", key, MODEL).status_code == 401
+
+
+def test_no_key_in_clear_in_logs_or_database(stack: dict) -> None:
+    assert len(ISSUED) > 20
+    root: Path = stack["root"]
+    logs = "".join(p.read_text(errors="replace") for p in root.rglob("*.log"))
+    assert "/openai/v1/chat/completions" in logs  # the logs are the ones the requests went through
+    db = "\n".join(sqlite3.connect(root / "gate.db").iterdump())
+    assert "api_keys" in db
+    for key in ISSUED:
+        secret = key.rsplit("_", 1)[1]
+        assert secret not in logs and secret not in db
