@@ -28,7 +28,7 @@ $(STAMP): pyproject.toml
 	  $(BIN)/pip install -q $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) "torch==$(TORCH_VERSION)"; \
 	  $(BIN)/python -c "import torch, sys; sys.exit('a CUDA torch was installed on a machine without a GPU; set TORCH_INDEX to a CPU wheel index' if torch.version.cuda else 0)"; \
 	fi
-	$(BIN)/pip install -q -e ".[data,train,dev,bench]" "torch==$(TORCH_VERSION)"
+	$(BIN)/pip install -q -e ".[data,train,dev,bench,gate]" "torch==$(TORCH_VERSION)"
 	touch $(STAMP)
 
 demo: $(STAMP)

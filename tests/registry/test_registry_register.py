@@ -39,6 +39,7 @@ def assert_registered(rv: RegisteredVersion, model_dir: Path, version: str, tmp:
     mv = client.get_model_version(rv.name, rv.version)
     assert mv.run_id == rv.run_id and mv.source == f"runs:/{rv.run_id}/model"
     assert mv.tags["data_use_agreement"] == DATA_USE_NOTE and mv.tags["recipe"] == "tiny"
+    assert mv.tags["medllama.agreement"] == "me-llama-dua@1"  # what the gate reads
     assert json.loads(mv.tags["metrics"]) == METRICS
     assert mv.tags["model_sha256"] == sha256_tree(model_dir)
     assert mv.description.startswith(f"# {rv.name}") and "| pubmedqa | accuracy | 0.6100 |" in mv.description

@@ -1,5 +1,6 @@
-"""The gate: nobody calls a model before accepting its data-use agreement (see decide.py for the one decision)."""
+"""The gate: nobody calls a model before accepting its data-use agreement.
 
-from medllama.gate.decide import Allow, Deny, Gate
-
-__all__ = ["Allow", "Deny", "Gate"]
+`decide.Gate.decide` is the one decision; `app.create_app` builds the service; `deps` holds the
+dependencies other routers reuse. Nothing is imported here, so `medllama --help` works without the
+`gate` extra installed.
+"""

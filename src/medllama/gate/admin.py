@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from medllama.gate.db import utcnow
 from medllama.gate.decide import Gate
-from medllama.gate.deps import get_gate, require_admin
+from medllama.gate.deps import RequestId, get_gate, require_admin
 
 router = APIRouter(prefix="/admin/api", tags=["admin"], dependencies=[Depends(require_admin)])
 
@@ -71,13 +71,13 @@ def list_requests(status: str | None = Query(None, pattern="^(pending|approved|r
 
 
 @router.post("/requests/{request_id}/approve", response_model=RequestOut)
-def approve(request_id: int, body: Decision | None = None, gate: Gate = Depends(get_gate),
+def approve(request_id: RequestId, body: Decision | None = None, gate: Gate = Depends(get_gate),
             actor: str = Depends(require_admin)):
     return gate.repo.decide_request(request_id, True, actor, utcnow(), body.reason if body else "")
 
 
 @router.post("/requests/{request_id}/reject", response_model=RequestOut)
-def reject(request_id: int, body: Decision | None = None, gate: Gate = Depends(get_gate),
+def reject(request_id: RequestId, body: Decision | None = None, gate: Gate = Depends(get_gate),
            actor: str = Depends(require_admin)):
     return gate.repo.decide_request(request_id, False, actor, utcnow(), body.reason if body else "")
 

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import hmac
+from typing import Annotated
 
-from fastapi import Depends, HTTPException, Request
+from fastapi import Depends, HTTPException, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
 from medllama.gate.decide import Allow, Gate
 
+# ids are 32-bit in PostgreSQL (and 64-bit in SQLite): larger ones are a 422, not a database error
+RequestId = Annotated[int, Path(ge=1, le=2**31 - 1, description="access request id")]
 _bearer = HTTPBearer(auto_error=False, description="an API key issued by the gate (or the admin token)")
 
 

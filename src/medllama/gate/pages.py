@@ -19,7 +19,7 @@ from medllama.gate import keys
 from medllama.gate.config import Agreement
 from medllama.gate.db import AccessRequest, utcnow
 from medllama.gate.decide import Gate
-from medllama.gate.deps import get_gate
+from medllama.gate.deps import RequestId, get_gate
 from medllama.gate.repository import Conflict, NotFound
 
 router = APIRouter(tags=["pages"])
@@ -79,7 +79,7 @@ async def accept(agreement_id: str, request: Request, gate: Gate = Depends(get_g
 
 
 @router.get("/requests/{request_id}", response_class=HTMLResponse)
-def status_page(request_id: int, request: Request, gate: Gate = Depends(get_gate)):
+def status_page(request_id: RequestId, request: Request, gate: Gate = Depends(get_gate)):
     req = gate.repo.get_request(request_id)
     if not _claimed(req, request.cookies.get(_CLAIM_COOKIE.format(request_id))):
         return _page(request, "claim.html", 401, request_id=request_id, error="")
@@ -87,7 +87,7 @@ def status_page(request_id: int, request: Request, gate: Gate = Depends(get_gate
 
 
 @router.post("/requests/{request_id}", response_class=HTMLResponse)
-def claim(request_id: int, request: Request, claim_code: str = Form("", max_length=200),
+def claim(request_id: RequestId, request: Request, claim_code: str = Form("", max_length=200),
           gate: Gate = Depends(get_gate)):
     """The status page in another browser: type the claim code in."""
     req = gate.repo.get_request(request_id)
@@ -99,7 +99,7 @@ def claim(request_id: int, request: Request, claim_code: str = Form("", max_leng
 
 
 @router.post("/requests/{request_id}/key", response_class=HTMLResponse)
-def issue_key(request_id: int, request: Request, gate: Gate = Depends(get_gate)):
+def issue_key(request_id: RequestId, request: Request, gate: Gate = Depends(get_gate)):
     req = gate.repo.get_request(request_id)
     if not _claimed(req, request.cookies.get(_CLAIM_COOKIE.format(request_id))):
         return _page(request, "claim.html", 401, request_id=request_id, error="")
