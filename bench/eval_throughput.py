@@ -82,6 +82,8 @@ def write_release_files(root: Path, n: int, seed: int = 0, scale: float = 1.0) -
             "LABELS": ["BACKGROUND", "RESULTS"], "MESHES": [], "YEAR": "2020",
             "final_decision": ("yes", "no", "maybe")[i % 3], "LONG_ANSWER": s(8, 14)}
     pubmedqa.write_text(json.dumps(records, indent=1))
+    # every item is in the test split (the release's test_ground_truth.json layout: PMID -> decision)
+    pubmedqa.with_name("test_ground_truth.json").write_text(json.dumps({k: r["final_decision"] for k, r in records.items()}))
     return {"medqa-text": medqa, "pubmedqa": pubmedqa}
 
 

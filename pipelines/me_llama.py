@@ -72,9 +72,10 @@ def me_llama(
         **common,
     ).set_display_name("instruction tuning")
     evaluation = evaluate_models(
-        candidate=sft.outputs["model"], base=cpt.outputs["model"], dataset=data.outputs["dataset"], **common
-    ).set_display_name("evaluate")
-    with dsl.If(evaluation.outputs["Output"] == True, name="candidate-not-worse"):  # noqa: E712 (KFP condition)
+        candidate=sft.outputs["model"], parent=cpt.outputs["model"], dataset=data.outputs["dataset"], **common
+    ).set_display_name("evaluate vs CPT parent and base")
+    # A refused candidate stops the run here; the evaluate task's Markdown report says why.
+    with dsl.If(evaluation.outputs["Output"] == True, name="candidate-passes-the-gate"):  # noqa: E712 (KFP condition)
         registered = register_model(
             tracking_uri=tracking_uri,
             model=sft.outputs["model"],

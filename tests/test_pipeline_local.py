@@ -19,10 +19,13 @@ SHORT = ["--set", "cpt.max_steps=40", "--set", "sft.max_steps=20", "--set", "cpt
 
 @pytest.fixture(scope="module")
 def pipeline_run(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("pipeline")
+    return _run(tmp_path_factory.mktemp("pipeline"), SHORT)
+
+
+def _run(workdir: Path, args: list[str]):
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
     out = subprocess.run(
-        [sys.executable, "-m", "medllama.cli", "pipeline", "run", "--recipe", "tiny", *SHORT],
+        [sys.executable, "-m", "medllama.cli", "pipeline", "run", "--recipe", "tiny", *args],
         cwd=workdir, env=env, capture_output=True, text=True, timeout=900,
     )
     return workdir, out
@@ -38,7 +41,7 @@ def test_pipeline_registers_a_model_version_with_metrics(pipeline_run):
     version = client.get_model_version("me-llama-tiny", "1")
     metrics = client.get_run(version.run_id).data.metrics
     for key in ("pubmedqa/accuracy", "pubmedqa/macro_f1", "medqa/accuracy", "medqa/macro_f1",
-                "base/pubmedqa/accuracy", "base/medqa/accuracy",
+                "cpt_parent/pubmedqa/accuracy", "cpt_parent/medqa/accuracy",
                 "contamination/pubmedqa/share", "contamination/medqa/share"):  # test sets found in the corpus
         assert 0.0 <= metrics[key] <= 1.0, key
 
@@ -53,3 +56,24 @@ def test_training_stages_learned_and_left_hf_models(pipeline_run):
         assert metrics["final_loss"] < metrics["first_loss"], stage
         assert (runs[0] / stage / "model" / "model.safetensors").is_file()
         assert (runs[0] / stage / "model" / "tokenizer.json").is_file()
+
+
+def test_a_refused_candidate_stops_the_pipeline_with_its_reasons_in_the_report(tmp_path):
+    """A gate no candidate can pass (the mean over tasks 0.5 better than its CPT parent): evaluate runs, register
+    does not, nothing reaches the registry, and the evaluate task's Markdown artifact (what the KFP UI shows)
+    holds the decision and the rule's reasons."""
+    tasks = '[{name: pubmedqa, data: "samples://eval/pubmedqa/ori_pqal.json", limit: 4}]'
+    quick = ["--set", "cpt.max_steps=2", "--set", "sft.max_steps=1", "--set", "cpt.save_every=2",
+             "--set", f"eval.tasks={tasks}", "--set", "eval.tolerance=0.0", "--set", "eval.margin=0.5"]
+    workdir, out = _run(tmp_path, quick)
+    assert out.returncode == 1, out.stdout[-3000:] + out.stderr[-3000:]  # the CLI's "nothing registered"
+    assert "Nothing registered for me-llama-tiny" in out.stdout
+    uri = f"sqlite:///{workdir / '.medllama' / 'mlflow.db'}"
+    assert MlflowClient(tracking_uri=uri, registry_uri=uri).search_model_versions("name='me-llama-tiny'") == []
+    root = workdir / ".medllama" / "runs" / "kfp-root"
+    reports = [p for p in root.rglob("report") if p.is_file() and p.read_text().startswith("# Evaluation")]
+    assert len(reports) == 1
+    text = reports[0].read_text()
+    assert "**Decision: NOT promoted**" in text and "block: below the margin" in text
+    assert "vs base_model: none, the recipe trains from random init" in text and "| pubmedqa/accuracy | 4 |" in text
+    assert not any("register" in p.name for p in root.rglob("*") if p.is_dir())

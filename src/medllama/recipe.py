@@ -131,7 +131,10 @@ class EvalTask(_Strict):
 class EvalSpec(_Strict):
     tasks: list[EvalTask] = Field(..., min_length=1)
     batch_size: int = Field(8, gt=0)
-    tolerance: float = Field(0.02, ge=0, description="candidate may trail the base by at most this much")
+    tolerance: float = Field(0.02, ge=0, description="no task of the candidate may trail a reference model by more")
+    margin: float = Field(0.0, ge=-1, le=1, description="the candidate's mean over tasks must beat each reference by this much")
+    paper_size: Literal["13b", "70b"] | None = Field(
+        None, description="report each score beside the paper's Table 3 value for this model size")
     promotion_metrics: list[str] = Field(default_factory=list, description="task/metric keys gating promotion; empty = all")
 
 

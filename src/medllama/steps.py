@@ -37,49 +37,69 @@ def stats_markdown(stats: dict) -> str:
 @dataclass
 class EvalOutcome:
     candidate: dict[str, float]
-    base: dict[str, float]
+    references: dict[str, dict[str, float]]  # "cpt_parent" / "base_model" -> metrics
     promote: bool
     reasons: list[str]
     markdown: str
     html: str
     contamination: dict[str, dict] = field(default_factory=dict)  # task → its test set's overlap with the corpus
+    paper: dict[str, float] = field(default_factory=dict)  # Table 3's figures for the candidate's size and role
 
 
-def evaluate_step(recipe: Recipe, candidate_dir: str, base_dir: str, results_dir: str | Path,
+def evaluate_step(recipe: Recipe, candidate_dir: str, parent_dir: str, results_dir: str | Path,
                   data_stats: str | Path | None = None) -> EvalOutcome:
-    """Scores candidate and base on the recipe's tasks, decides promotion, writes reports to `results_dir`.
+    """Scores the candidate, its CPT parent and the recipe's original base model (`model.base`, when it has
+    one) on the recipe's tasks, decides promotion by the recipe's rule, writes reports to `results_dir`.
     `data_stats`: the prepare stage's stats.json, whose decontamination counts are reported beside the
     scores (how much of each test set the training corpus contained)."""
-    from medllama.evaluate import decide_promotion, evaluate, plot_comparison
+    from medllama.evaluate import decide_promotion, evaluate, locate_all, plot_comparison
+    from medllama.evaluate.paper import paper_scores
 
     out = Path(results_dir)
     out.mkdir(parents=True, exist_ok=True)
     spec = recipe.eval
-    # Both models are asked in the recipe's instruction template, the way the candidate was tuned.
+    locate_all(spec.tasks)  # every dataset present before the first model loads
+    # All models are asked in the recipe's instruction template, the way the candidate was tuned.
     kw = dict(batch_size=spec.batch_size, template=recipe.data.prompt_template)
-    candidate = evaluate(candidate_dir, spec.tasks, output=str(out / "candidate.json"), **kw)
-    base = evaluate(base_dir, spec.tasks, output=str(out / "base.json"), **kw)
-    decision = decide_promotion(candidate.metrics, base.metrics, spec.tolerance, spec.promotion_metrics or None)
+    models = {"candidate": (candidate_dir, "chat"), "cpt_parent": (parent_dir, "cpt")}
+    if recipe.model.base:
+        models["base_model"] = (recipe.model.base, "base")
+    reports = {name: evaluate(uri, spec.tasks, output=str(out / f"{name}.json"),
+                              paper=paper_scores(spec.paper_size, role), **kw)
+               for name, (uri, role) in models.items()}
+    candidate = reports.pop("candidate")
+    references = {name: rep.metrics for name, rep in reports.items()}
+    decision = decide_promotion(candidate.metrics, references, spec.tolerance, spec.margin,
+                                spec.promotion_metrics or None)
+    if not recipe.model.base:
+        decision.reasons.append("vs base_model: none, the recipe trains from random init (model.base: null)")
     chart = out / "comparison.png"
-    plot_comparison(candidate.metrics, base.metrics, str(chart))
+    plot_comparison(candidate.metrics, references, str(chart), paper=candidate.paper,
+                    title=f"candidate vs references ({spec.paper_size or 'no paper size'})")
     summary = {
         "candidate": candidate.metrics,
-        "base": base.metrics,
+        "references": references,
+        "paper": {"size": spec.paper_size, "candidate": candidate.paper,
+                  **{name: rep.paper for name, rep in reports.items()}},
+        "examples": {t.name: t.examples for t in candidate.tasks},
         "promote": decision.promote,
+        "rule": decision.rule,
         "reasons": decision.reasons,
         "tolerance": spec.tolerance,
+        "margin": spec.margin,
     }
     if data_stats:
         summary["contamination"] = contamination_by_task(json.loads(Path(data_stats).read_text()))
     (out / SUMMARY).write_text(json.dumps(summary, indent=2))
     return EvalOutcome(
         candidate.metrics,
-        base.metrics,
+        references,
         decision.promote,
         decision.reasons,
         comparison_markdown(summary),
-        _img_html(chart, "candidate (instruction-tuned) vs base (continued pre-training)"),
+        _img_html(chart, "candidate (instruction-tuned) vs its CPT parent and the original base model"),
         summary.get("contamination", {}),
+        candidate.paper,
     )
 
 
@@ -97,15 +117,24 @@ def contamination_by_task(stats: dict) -> dict[str, dict]:
 
 
 def comparison_markdown(summary: dict) -> str:
-    rows = "\n".join(
-        f"| {key} | {summary['base'].get(key, float('nan')):.3f} | {value:.3f} | {value - summary['base'].get(key, float('nan')):+.3f} |"
-        for key, value in summary["candidate"].items()
-    )
+    """The KFP UI report: every score beside each reference and the paper, then the decision and its reasons."""
+    refs = summary["references"]
+    paper = summary.get("paper", {}).get("candidate", {})
+    head = " | ".join(["metric", "examples", *refs, "candidate", *(f"Δ vs {r}" for r in refs), "paper (Table 3)"])
+    rows = []
+    for key, value in summary["candidate"].items():
+        ref_values = [refs[r].get(key, float("nan")) for r in refs]
+        cells = [key, str(summary.get("examples", {}).get(key.rpartition("/")[0], "")),
+                 *(f"{v:.3f}" for v in ref_values), f"{value:.3f}", *(f"{value - v:+.3f}" for v in ref_values),
+                 f"{paper[key]:.3f}" if key in paper else "—"]
+        rows.append("| " + " | ".join(cells) + " |")
     verdict = "promoted" if summary["promote"] else "NOT promoted"
     reasons = "\n".join(f"- {r}" for r in summary["reasons"])
+    size = summary.get("paper", {}).get("size")
     text = (
-        "# Evaluation\n\n| metric | base | candidate | Δ |\n|---|---|---|---|\n"
-        f"{rows}\n\n**Decision: {verdict}** (tolerance {summary['tolerance']})\n\n{reasons}\n"
+        f"# Evaluation\n\n| {head} |\n|{'---|' * (len(refs) * 2 + 4)}\n" + "\n".join(rows) + "\n\n"
+        f"**Decision: {verdict}**. Rule: {summary.get('rule', '')}.\n\n{reasons}\n"
+        + (f"\nPaper column: Me-LLaMA-{size.upper()}-chat, Table 3 (zero-shot).\n" if size else "")
     )
     if summary.get("contamination"):
         overlap = "\n".join(
@@ -129,11 +158,14 @@ def register_step(
     stats_path: str | Path | None,
     tracking_uri: str | None = None,
 ):
-    """Registers an evaluated model: candidate metrics, base metrics under `base/`, reports as artifacts."""
+    """Registers an evaluated model: candidate metrics, each reference's under `<reference>/`, the paper's
+    Table 3 figures under `paper/`, reports as artifacts."""
     from medllama.registry import register_recipe_model
 
     summary = json.loads((Path(results_dir) / SUMMARY).read_text())
-    metrics = {**summary["candidate"], **{f"base/{k}": v for k, v in summary["base"].items()},
+    paper = summary.get("paper", {}).get("candidate", {})
+    metrics = {**summary["candidate"], **{f"paper/{k}": v for k, v in paper.items()},
+               **{f"{ref}/{k}": v for ref, values in summary["references"].items() for k, v in values.items()},
                **{f"contamination/{task}/share": c["share"] for task, c in summary.get("contamination", {}).items()}}
     artifacts: dict[str, str | Path] = {"evaluation": results_dir}
     if stats_path:

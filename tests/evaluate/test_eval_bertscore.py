@@ -39,7 +39,9 @@ def test_bertscore_equals_bert_score_library(tiny_bert, monkeypatch):
     # bert-score itself scores an empty candidate 0 (it cannot encode one under transformers 5)
     _, _, f1 = bert_score.score(PREDS[:2], REFS[:2], model_type=str(tiny_bert), num_layers=2)
     assert got["bertscore"] == pytest.approx(float(f1.sum()) / 3, abs=1e-6)
-    assert got.notes == [] and 0.0 < got["bertscore"] <= 1.0
+    # an unknown model type (the directory's name): its last layer, not rescaled, and the report says so
+    assert got.notes == ["BERTScore: tiny-bert0, layer 2, not rescaled (no baseline file for it)"]
+    assert 0.0 < got["bertscore"] <= 1.0
     monkeypatch.setenv("MEDLLAMA_BERTSCORE_LAYER", "1")
     _, _, f1_layer1 = bert_score.score(PREDS[:2], REFS[:2], model_type=str(tiny_bert), num_layers=1)
     assert summary_metrics(REFS, PREDS)["bertscore"] == pytest.approx(float(f1_layer1.sum()) / 3, abs=1e-6)
@@ -60,3 +62,24 @@ def test_without_a_model_the_report_says_how_to_set_it(monkeypatch, tmp_path, ti
     monkeypatch.setenv(BERTSCORE_MODEL_ENV, str(tmp_path / "nowhere"))
     with pytest.raises(FileNotFoundError, match="not a local model directory"):
         summary_metrics(REFS, PREDS)
+
+
+def test_bertscore_uses_the_library_default_layer_and_baseline_for_a_known_type(tiny_bert, tmp_path, monkeypatch):
+    """Named roberta-large, the model gets bert-score's recommended layer (17) and its shipped rescale baseline,
+    exactly as bert_score.score(model_type="roberta-large", rescale_with_baseline=True) would use them."""
+    from bert_score.utils import model2layers
+
+    from medllama.evaluate.metrics import bertscore_settings
+
+    settings = bertscore_settings(str(tiny_bert), model_type="roberta-large")
+    assert settings.layer == model2layers["roberta-large"] == 17
+    assert settings.baseline.endswith("rescale_baseline/en/roberta-large.tsv")
+    assert "rescaled with the library's baseline" in settings.describe()
+    # rescaling on the tiny model (its layer 2, with the roberta-large baseline row 2): the library's own result
+    monkeypatch.setenv("MEDLLAMA_BERTSCORE_MODEL_TYPE", "roberta-large")
+    monkeypatch.setenv(BERTSCORE_MODEL_ENV, str(tiny_bert))
+    monkeypatch.setenv("MEDLLAMA_BERTSCORE_LAYER", "2")
+    got = summary_metrics(REFS[:2], PREDS[:2])
+    _, _, f1 = bert_score.score(PREDS[:2], REFS[:2], model_type=str(tiny_bert), num_layers=2, lang="en",
+                                rescale_with_baseline=True, baseline_path=settings.baseline)
+    assert got["bertscore"] == pytest.approx(float(f1.mean()), abs=1e-6)

@@ -118,9 +118,14 @@ def test_ddi_reads_release_xml_and_macro_f1_equals_sklearn():
     assert first.id == "DDI-DrugBank.d901.s0.p0" and first.question == "Zentrafen and ketoconazole"
     refs = [e.reference for e in examples]
     preds = ["mechanism"] * 5 + [None] + ["effect"] * 7
-    want = f1_score(refs, [p or "<unparsed>" for p in preds], labels=list(task.labels), average="macro",
-                    zero_division=0)
+    # the shared task's convention: macro over the four interaction types, "none" is not a class
+    types = ["mechanism", "effect", "advise", "int"]
+    want = f1_score(refs, [p or "<unparsed>" for p in preds], labels=types, average="macro", zero_division=0)
     assert task.metrics(refs, preds, task.labels) == {"macro_f1": pytest.approx(want)}
+    assert want != pytest.approx(f1_score(refs, [p or "<unparsed>" for p in preds], labels=list(task.labels),
+                                          average="macro", zero_division=0))
+    # every "none" pair right, no type found: 0, not the 0.2 a five-class average would give
+    assert task.metrics(["none", "effect"], ["none", "none"], task.labels) == {"macro_f1": 0.0}
     assert task.parse("There is an interaction.") == "int" and task.parse("Advise: avoid") == "advise"
 
 
@@ -181,7 +186,7 @@ def write_predictions(path, rows):
 def test_score_cli_reads_every_answer_form(tmp_path):
     label = write_predictions(tmp_path / "ddi.jsonl", [("effect", "effect"), ("The answer is advise.", "advise")])
     assert score_cli("ddi2013", label) == {"ddi2013/macro_f1": pytest.approx(f1_score(
-        ["effect", "advise"], ["effect", "advise"], labels=["mechanism", "effect", "advise", "int", "none"],
+        ["effect", "advise"], ["effect", "advise"], labels=["mechanism", "effect", "advise", "int"],
         average="macro", zero_division=0))}
     labels = write_predictions(tmp_path / "hoc.jsonl", [(["inducing angiogenesis"], ["inducing angiogenesis"])])
     assert score_cli("hoc", labels)["hoc/accuracy"] == 1.0

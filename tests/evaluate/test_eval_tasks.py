@@ -17,16 +17,27 @@ from medllama.storage import SAMPLES_DIR
 EVAL_SAMPLES = SAMPLES_DIR / "eval"
 
 
-def test_pubmedqa_reads_ori_pqal_keyed_by_pmid():
+def test_pubmedqa_scores_the_test_split_of_ori_pqal(tmp_path):
+    """Only the PMIDs of test_ground_truth.json (the official 500 of 1,000), in its order; the split script's
+    test_set.json is read whole; without either the task refuses rather than scoring every labelled question."""
     path = EVAL_SAMPLES / "pubmedqa" / "ori_pqal.json"
     raw = json.loads(path.read_text())
+    truth = json.loads((path.parent / "test_ground_truth.json").read_text())
     examples = get_task("pubmedqa").load(path, None)
-    assert len(examples) == len(raw) >= 35
-    assert [e.id for e in examples] == list(raw)
+    assert len(examples) == len(truth) == 20 < len(raw)
+    assert [e.id for e in examples] == list(truth)
     first = raw[examples[0].id]
     assert examples[0].question == first["QUESTION"] and examples[0].context == "\n".join(first["CONTEXTS"])
-    assert Counter(e.reference for e in examples) == Counter(r["final_decision"] for r in raw.values())
+    assert [e.reference for e in examples] == list(truth.values())
     assert set(Counter(e.reference for e in examples)) == {"yes", "no", "maybe"}
+    (tmp_path / "test_set.json").write_text(json.dumps({k: raw[k] for k in list(raw)[:3]}))
+    assert [e.id for e in get_task("pubmedqa").load(tmp_path / "test_set.json", None)] == list(raw)[:3]
+    (tmp_path / "ori_pqal.json").write_text(path.read_text())
+    with pytest.raises(TaskError, match="test_ground_truth.json"):
+        get_task("pubmedqa").load(tmp_path / "ori_pqal.json", None)
+    (tmp_path / "test_ground_truth.json").write_text(json.dumps({"1": "yes"}))
+    with pytest.raises(TaskError, match="not in it"):
+        get_task("pubmedqa").load(tmp_path / "ori_pqal.json", None)
     assert all(first["LONG_ANSWER"] not in get_task("pubmedqa").render_input(e) for e in examples[:1])
 
 

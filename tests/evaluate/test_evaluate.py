@@ -50,7 +50,8 @@ def test_results_json_records_what_reproduces_the_run(report, tiny_model):
     assert pubmedqa["data_sha256"] == {"ori_pqal.json": sha256_file(EVAL_SAMPLES / "pubmedqa" / "ori_pqal.json")}
     assert "{instruction}" in pubmedqa["template"] and pubmedqa["mode"] == "loglikelihood"
     assert pubmedqa["decoding"]["share_prompt"] is True
-    assert len(pubmedqa["samples"]) == 39 and len(raw["tasks"][2]["samples"]) == 12
+    assert len(pubmedqa["samples"]) == pubmedqa["examples"] == 20 and raw["tasks"][2]["examples"] == 12
+    assert pubmedqa["split"].startswith("test: the 500 PMIDs") and "### pubmedqa (20 examples" in rep.table()
     row = pubmedqa["samples"][0]
     assert {"id", "prompt", "scores", "prediction", "reference", "correct"} <= set(row)
     assert row["prompt"].startswith("### Instruction:") and set(row["scores"]) == {"yes", "no", "maybe"}
@@ -134,3 +135,47 @@ def test_evaluate_step_reports_test_set_overlap_beside_the_scores(tiny_model, tm
     assert out.contamination == summary["contamination"]
     assert "| pubmedqa | 39 | 3 | 7.7% | 5 (dropped) |" in out.markdown
     assert out.promote  # the same model on both sides is never worse than itself
+
+
+def test_gate_compares_with_parent_and_base_and_can_say_no(tiny_model, other_tiny_model, tmp_path):
+    """The candidate against its CPT parent and the recipe's original base (`model.base`), each score beside the
+    paper's Table 3 value; a margin no model can reach refuses it, with the reasons in the KFP Markdown."""
+    from medllama.steps import evaluate_step
+
+    tasks = [{"name": "pubmedqa", "data": "samples://eval/pubmedqa/ori_pqal.json", "limit": 4},
+             {"name": "medqa", "data": "samples://eval/medqa/US/4_options/phrases_no_exclude_test.jsonl", "limit": 4}]
+    recipe = load_recipe("tiny", {"eval.tasks": tasks, "model.base": str(other_tiny_model), "eval.paper_size": "13b",
+                                  "eval.tolerance": 0.0, "eval.margin": 0.5})
+    out = evaluate_step(recipe, str(tiny_model), str(tiny_model), tmp_path / "results")
+    assert not out.promote and set(out.references) == {"cpt_parent", "base_model"}
+    summary = json.loads((tmp_path / "results" / "summary.json").read_text())
+    assert summary["margin"] == 0.5 and summary["examples"] == {"pubmedqa": 4, "medqa": 4}
+    assert summary["paper"]["candidate"]["pubmedqa/accuracy"] == 0.700  # Me-LLaMA-13B-chat
+    assert summary["paper"]["base_model"]["pubmedqa/accuracy"] == 0.216  # LLaMA2-13B
+    assert "**Decision: NOT promoted**" in out.markdown and "at least +0.5 better" in out.markdown
+    assert "- vs cpt_parent: mean delta over 2 task(s) +0.0000, margin +0.5 -> block: below the margin" in out.markdown
+    assert "vs base_model: mean delta" in out.markdown
+    assert "| pubmedqa/accuracy | 4 |" in out.markdown and "| 0.700 |" in out.markdown
+    candidate = json.loads((tmp_path / "results" / "candidate.json").read_text())
+    assert candidate["paper"]["medqa/accuracy"] == 0.427 and candidate["tasks"][1]["paper"]["accuracy"] == 0.427
+
+
+def test_paper_recipe_names_every_missing_dataset_before_loading_a_model(tmp_path, monkeypatch):
+    """The 13B recipe configures all 13 datasets; with none present, one error names each and where to get it,
+    before any model is read (the model paths do not exist either)."""
+    from medllama.steps import evaluate_step
+
+    monkeypatch.setenv("MEDLLAMA_EVAL_DATA", str(tmp_path / "eval"))
+    recipe = load_recipe("me-llama-13b")
+    assert {t.name for t in recipe.eval.tasks} == set(__import__("medllama.evaluate", fromlist=["TASKS"]).TASKS)
+    assert {t.mode for t in recipe.eval.tasks} == {"generate"}
+    with pytest.raises(CredentialedDataError) as err:
+        evaluate_step(recipe, str(tmp_path / "no-model"), str(tmp_path / "no-model"), tmp_path / "results")
+    text = str(err.value)
+    assert text.startswith("13 evaluation dataset(s) missing")
+    assert "github.com/pubmedqa/pubmedqa" in text and "physionet.org/content/mednli" in text
+    # present but without the test split file: refused too, before any model
+    (tmp_path / "eval" / "pubmedqa").mkdir(parents=True)
+    (tmp_path / "eval" / "pubmedqa" / "ori_pqal.json").write_text((EVAL_SAMPLES / "pubmedqa" / "ori_pqal.json").read_text())
+    with pytest.raises(CredentialedDataError, match="pubmedqa .*no test_ground_truth.json beside it"):
+        evaluate_step(recipe, str(tmp_path / "no-model"), str(tmp_path / "no-model"), tmp_path / "results")

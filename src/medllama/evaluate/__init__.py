@@ -1,7 +1,7 @@
 """The evaluation stage: benchmark tasks on a saved model, a results report, and the promotion gate.
 
     report = evaluate(model_dir, recipe.eval.tasks, batch_size=8, output="runs/eval")
-    decision = decide_promotion(candidate.metrics, base.metrics, tolerance=0.02, keys=None)
+    decision = decide_promotion(candidate.metrics, {"cpt_parent": parent.metrics}, tolerance=0.02, margin=0.0)
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from medllama import storage
 from medllama.evaluate.promotion import PromotionDecision, decide_promotion, plot_comparison
 from medllama.evaluate.report import EvalReport
 from medllama.evaluate.run import evaluate, run_examples, score_predictions
-from medllama.evaluate.tasks import TASKS, CredentialedDataError, TaskError, get_task
+from medllama.evaluate.tasks import TASKS, CredentialedDataError, TaskError, get_task, locate_all
 from medllama.recipe import EvalTask
 
 
@@ -41,4 +41,4 @@ def score_cli(task: str, predictions: str) -> dict[str, object]:
 
 
 __all__ = ["TASKS", "CredentialedDataError", "EvalReport", "PromotionDecision", "TaskError", "decide_promotion",
-           "evaluate", "evaluate_cli", "run_examples", "get_task", "plot_comparison", "sample_data", "score_cli", "score_predictions"]
+           "evaluate", "evaluate_cli", "run_examples", "get_task", "locate_all", "plot_comparison", "sample_data", "score_cli", "score_predictions"]

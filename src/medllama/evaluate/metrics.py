@@ -12,6 +12,7 @@ import re
 import string
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from sklearn.metrics import f1_score
 
@@ -20,7 +21,7 @@ log = logging.getLogger(__name__)
 UNPARSED = "<unparsed>"
 LABEL_SEP = "; "  # how a multi-label reference or prediction is written: sorted labels joined by it
 BERTSCORE_MODEL_ENV = "MEDLLAMA_BERTSCORE_MODEL"  # local path of the BERTScore scoring model
-BERTSCORE_LAYER_ENV = "MEDLLAMA_BERTSCORE_LAYER"  # which hidden layer's embeddings (default: the last)
+BERTSCORE_LAYER_ENV = "MEDLLAMA_BERTSCORE_LAYER"  # which hidden layer's embeddings (default: the library's for the type)
 
 
 class Metrics(dict):
@@ -149,22 +150,57 @@ def ner_metrics(references: Sequence[str], predictions: Sequence[str | None],
 
 
 # --- summaries: ROUGE-L and BERTScore ----------------------------------------------------------------------
+# BERTScore follows the library's conventions (Zhang et al. 2020, bert-score README): the layer is the one
+# `bert_score.utils.model2layers` recommends for the model type (tuned on WMT16 correlation), and scores are
+# rescaled with the library's baseline file for that type and language when it ships one (`rescale_baseline/
+# en/<type>.tsv`), which spreads them over a readable range. A local model directory is named by its type
+# (".../roberta-large") or MEDLLAMA_BERTSCORE_MODEL_TYPE; an unknown type uses the last layer, unrescaled,
+# and the report says so.
+BERTSCORE_TYPE_ENV = "MEDLLAMA_BERTSCORE_MODEL_TYPE"
 
-def bertscore(references: Sequence[str], predictions: Sequence[str | None], model_path: str,
-              layer: int | None = None, batch_size: int = 16) -> float:
-    """Mean BERTScore F1 (bert-score library) with a local model: its tokenizer and the embeddings of `layer`."""
-    from bert_score import score
+
+@dataclass(frozen=True)
+class BertScoreSettings:
+    model_path: str
+    model_type: str
+    layer: int
+    baseline: str | None  # the rescale baseline file, when the library has one for this type
+
+    def describe(self) -> str:
+        how = "rescaled with the library's baseline" if self.baseline else "not rescaled (no baseline file for it)"
+        return f"BERTScore: {self.model_type}, layer {self.layer}, {how}"
+
+
+def bertscore_settings(model_path: str, layer: int | None = None, model_type: str | None = None) -> BertScoreSettings:
+    """The layer and rescale baseline bert-score would use for `model_path`'s model type."""
+    from importlib.resources import files
+
+    from bert_score.utils import model2layers
     from transformers import AutoConfig
 
+    kind = model_type or os.environ.get(BERTSCORE_TYPE_ENV) or os.path.basename(os.path.normpath(model_path))
     if layer is None:
-        layer = AutoConfig.from_pretrained(model_path).num_hidden_layers
+        layer = model2layers.get(kind) or AutoConfig.from_pretrained(model_path).num_hidden_layers
+    baseline = files("bert_score") / "rescale_baseline" / "en" / f"{kind}.tsv"
+    return BertScoreSettings(model_path, kind, layer, str(baseline) if baseline.is_file() else None)
+
+
+def bertscore(references: Sequence[str], predictions: Sequence[str | None], model_path: str,
+              layer: int | None = None, batch_size: int = 16,
+              settings: BertScoreSettings | None = None) -> float:
+    """Mean BERTScore F1 (bert-score library) with a local model: its tokenizer and the embeddings of its
+    layer (`bertscore_settings`: the library's default for the type unless `layer` is given)."""
+    from bert_score import score
+
+    settings = settings or bertscore_settings(model_path, layer)
     # An empty candidate scores 0, as bert-score documents; it is not passed to it because bert-score 0.3.13
     # encodes "" with a tokenizer method transformers 5 no longer has.
     kept = [i for i, p in enumerate(predictions) if (p or "").strip()]
     if not kept:
         return 0.0
     _, _, f1 = score([predictions[i] for i in kept], [references[i] for i in kept], model_type=model_path,
-                     num_layers=layer, batch_size=batch_size, device="cpu", lang="en")
+                     num_layers=settings.layer, batch_size=batch_size, device="cpu", lang="en",
+                     rescale_with_baseline=settings.baseline is not None, baseline_path=settings.baseline)
     return float(f1.sum()) / len(predictions)
 
 
@@ -182,6 +218,6 @@ def summary_metrics(references: Sequence[str], predictions: Sequence[str | None]
         raise FileNotFoundError(f"{BERTSCORE_MODEL_ENV}={model}: not a local model directory; set it to a "
                                 f"directory holding config.json and the tokenizer")
     layer = os.environ.get(BERTSCORE_LAYER_ENV)
-    values["bertscore"] = bertscore(references, predictions, model, int(layer) if layer else None) if references \
-        else 0.0
-    return Metrics(values)
+    settings = bertscore_settings(model, int(layer) if layer else None)
+    values["bertscore"] = bertscore(references, predictions, model, settings=settings) if references else 0.0
+    return Metrics(values, [settings.describe()])

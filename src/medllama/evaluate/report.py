@@ -41,6 +41,9 @@ class TaskResult:
     metrics: dict[str, float]
     wall_s: float
     truncated: int = 0  # prompts whose middle was cut to fit the model's context
+    examples: int = 0  # examples scored (the split's count, or `limit`)
+    split: str = ""  # which split of the release is scored
+    paper: dict[str, float] = field(default_factory=dict)  # the paper's Table 3 value of each metric, if any
     samples: list[Sample] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # metrics not computed and why (e.g. BERTScore without a model)
 
@@ -61,12 +64,17 @@ class EvalReport:
         return {t.name: t.notes for t in self.tasks if t.notes}
 
     @property
+    def paper(self) -> dict[str, float]:
+        """The paper's figures for the metrics this run has, same keys as `metrics`."""
+        return {f"{t.name}/{k}": v for t in self.tasks for k, v in t.paper.items()}
+
+    @property
     def metrics(self) -> dict[str, float]:
         """Flat "task/metric" keys, e.g. "pubmedqa/accuracy"."""
         return {f"{t.name}/{k}": v for t in self.tasks for k, v in t.metrics.items()}
 
     def to_dict(self) -> dict[str, Any]:
-        return {"metrics": self.metrics, **asdict(self)}
+        return {"metrics": self.metrics, "paper": self.paper, **asdict(self)}
 
     def to_json(self, path: str | Path) -> Path:
         path = Path(path)
@@ -78,6 +86,7 @@ class EvalReport:
     def from_json(cls, path: str | Path) -> "EvalReport":
         raw = json.loads(Path(path).read_text(encoding="utf-8"))
         raw.pop("metrics", None)
+        raw.pop("paper", None)
         tasks = [TaskResult(**{**t, "samples": [Sample(**s) for s in t["samples"]]}) for t in raw.pop("tasks")]
         return cls(**raw, tasks=tasks)
 
@@ -85,8 +94,9 @@ class EvalReport:
         """A markdown table per dataset: its metrics, sample count and mode."""
         parts = []
         for t in self.tasks:
-            lines = [f"### {t.name} ({len(t.samples)} samples, {t.mode})", "", "| metric | value |", "|---|---|"]
-            lines += [f"| {k} | {v:.4f} |" for k, v in t.metrics.items()]
+            lines = [f"### {t.name} ({t.examples} examples, {t.mode}; {t.split or 'split not stated'})", "",
+                     "| metric | value | paper (Table 3) |", "|---|---|---|"]
+            lines += [f"| {k} | {v:.4f} | {_cell(t.paper.get(k))} |" for k, v in t.metrics.items()]
             lines += [f"\n> {note}" for note in t.notes]
             parts.append("\n".join(lines))
         return "\n\n".join(parts) + "\n"
@@ -111,6 +121,10 @@ class EvalReport:
             lines = [json.dumps({"id": s.id, "prediction": s.prediction, "reference": s.reference}) for s in t.samples]
             (predictions / f"{t.name}.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
         return output
+
+
+def _cell(value: float | None) -> str:
+    return "—" if value is None else f"{value:.3f}"
 
 
 def library_versions() -> dict[str, str]:

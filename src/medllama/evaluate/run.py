@@ -14,7 +14,7 @@ from medllama.evaluate.metrics import Metrics
 from medllama.evaluate.report import EvalReport, Sample, TaskResult, library_versions
 from medllama.evaluate.scoring import (LoadedModel, encode_continuation, encode_prompt, fit, generate, load_model,
                                        loglikelihoods)
-from medllama.evaluate.tasks import CredentialedDataError, Example, Task, TaskError, get_task
+from medllama.evaluate.tasks import Example, Task, TaskError, get_task, locate_all
 from medllama.recipe import DataSpec, EvalTask
 
 log = logging.getLogger(__name__)
@@ -24,8 +24,10 @@ DEFAULT_TEMPLATE: str = DataSpec.model_fields["prompt_template"].default
 
 
 def evaluate(model_dir: str, tasks: list[EvalTask], batch_size: int = 8, output: str | None = None, seed: int = 1234,
-             template: str = DEFAULT_TEMPLATE, share_prompt: bool = True, device: str | None = None) -> EvalReport:
-    """Score the model in `model_dir` (local path or s3://) on each task; write results under `output` if given."""
+             template: str = DEFAULT_TEMPLATE, share_prompt: bool = True, device: str | None = None,
+             paper: dict[str, float] | None = None) -> EvalReport:
+    """Score the model in `model_dir` (local path or s3://) on each task; write results under `output` if given.
+    `paper`: the published figure of each "task/metric" for this model (`paper.paper_scores`), set beside ours."""
     t0 = time.perf_counter()
     data = _resolve(tasks)  # a missing or credentialed file fails here, before the model loads
     local = storage.fetch(model_dir)
@@ -34,7 +36,7 @@ def evaluate(model_dir: str, tasks: list[EvalTask], batch_size: int = 8, output:
                         versions=library_versions(), device=f"{lm.device.type}/{str(lm.dtype).removeprefix('torch.')}")
     for spec in tasks:
         torch.manual_seed(seed)
-        report.tasks.append(_run_task(lm, spec, data[spec.name], batch_size, template, share_prompt))
+        report.tasks.append(_run_task(lm, spec, data[spec.name], batch_size, template, share_prompt, paper or {}))
         log.info("%s: %s", spec.name, report.tasks[-1].metrics)
     report.wall_s = round(time.perf_counter() - t0, 3)
     if output:
@@ -52,26 +54,11 @@ def _resolve(tasks: list[EvalTask]) -> dict[str, Path]:
         if spec.mode == "loglikelihood" and not get_task(spec.name).scores_options:
             raise TaskError(f"{spec.name}: its answers are free text or label sets, not one option to score; "
                             f"set mode: generate for it")
-    return {spec.name: task_data(get_task(spec.name), spec.data) for spec in tasks}
-
-
-def task_data(task: Task, uri: str) -> Path:
-    """The local data for a task's URI: the file (or report tree) itself, or the release file inside a directory."""
-    try:
-        path = storage.fetch(uri)
-    except storage.StorageError as e:
-        if task.access:
-            raise CredentialedDataError(f"{task.name}: {e}. {task.access}") from None
-        raise
-    if path.is_dir() and (path / task.release_file).exists():
-        path = path / task.release_file
-    elif path.is_dir() and Path(task.release_file).suffix:
-        raise storage.StorageError(f"{uri}: no {task.release_file} inside; point to the {task.name} release file")
-    return path
+    return locate_all(tasks)
 
 
 def _run_task(lm: LoadedModel, spec: EvalTask, path: Path, batch_size: int, template: str,
-              share_prompt: bool) -> TaskResult:
+              share_prompt: bool, paper: dict[str, float]) -> TaskResult:
     t0 = time.perf_counter()
     task = get_task(spec.name)
     examples = task.load(path, spec.limit)
@@ -81,6 +68,8 @@ def _run_task(lm: LoadedModel, spec: EvalTask, path: Path, batch_size: int, temp
                       mode=spec.mode, template=template, instruction=task.instruction,
                       decoding={**decoding, "batch_size": batch_size, "max_len": lm.max_len}, metrics=dict(metrics),
                       wall_s=round(time.perf_counter() - t0, 3), truncated=truncated, samples=samples,
+                      examples=len(examples), split=task.split,
+                      paper={k: paper[f"{task.name}/{k}"] for k in metrics if f"{task.name}/{k}" in paper},
                       notes=list(getattr(metrics, "notes", [])))
 
 

@@ -75,13 +75,21 @@ def _data_mix(params: Mapping[str, str]) -> str:
     return "\n".join(rows + ([""] + extra if extra else []))
 
 
+# metrics registered beside the candidate's, as "<column>/<task>/<metric>" (steps.register_step)
+BESIDE = {"cpt_parent": "CPT parent", "base_model": "original base", "paper": "paper (Table 3)"}
+
+
 def _metrics_table(metrics: Mapping[str, float]) -> str:
     if not metrics:
         return "No evaluation metrics were recorded for this version."
-    rows = ["| task | metric | value |", "|---|---|---|"]
-    for key, value in sorted(metrics.items()):
+    own = {k: v for k, v in metrics.items() if k.split("/", 1)[0] not in BESIDE}
+    columns = [c for c in BESIDE if any(k.startswith(f"{c}/") for k in metrics)]
+    rows = ["| task | metric | value |" + "".join(f" {BESIDE[c]} |" for c in columns),
+            "|---|---|---|" + "---|" * len(columns)]
+    for key, value in sorted(own.items()):
         task, _, metric = key.rpartition("/")
-        rows.append(f"| {task or '—'} | {metric} | {value:.4f} |")
+        beside = "".join(f" {metrics[f'{c}/{key}']:.4f} |" if f"{c}/{key}" in metrics else " — |" for c in columns)
+        rows.append(f"| {task or '—'} | {metric} | {value:.4f} |{beside}")
     return "\n".join(rows)
 
 

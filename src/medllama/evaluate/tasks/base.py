@@ -57,6 +57,8 @@ class Task:
     metrics: Callable[[list[str], list[str | None], tuple[str, ...]], dict[str, float]] = classification_metrics
     max_new_tokens: int = 8
     access: str = ""  # for credentialed data: where it is obtained (never bundled)
+    source: str = ""  # for public data: where the release is downloaded
+    split: str = ""  # which split is scored and how many examples the full split has
     multi_label: bool = False  # references and predictions are LABEL_SEP-joined label sets
     answer_form: str = "label"  # one of ANSWER_FORMS
     # generate mode, when reading an answer needs the input too (NER: entity mentions -> tags of its words)

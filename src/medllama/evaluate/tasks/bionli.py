@@ -59,4 +59,6 @@ TASK = Task(
     render_input=render_nli,
     parse=parse,
     metrics=macro_f1_only,
+    source="the BioNLI release (Bastan et al. 2022): its test.csv",
+    split="test: the release's test.csv",
 )

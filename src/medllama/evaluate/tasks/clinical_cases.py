@@ -99,6 +99,8 @@ def make_task(matcher: str = "synonym", k: int = 5, threshold: float = 0.85) -> 
         metrics=partial(topk_metrics, matcher=Matcher(matcher, threshold), k=k),
         max_new_tokens=24 * k,
         answer_form="texts",
+        source="no public release of the paper's cases: write cases.jsonl (id, case, diagnosis, synonyms)",
+        split="every case of cases.jsonl",
     )
 
 

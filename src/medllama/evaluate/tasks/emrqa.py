@@ -74,4 +74,5 @@ TASK = Task(
     max_new_tokens=32,
     access=ACCESS,
     answer_form="texts",
+    split="every question of the given data.json with an extractive answer",
 )

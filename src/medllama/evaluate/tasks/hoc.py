@@ -4,7 +4,8 @@ Reads the release tree (github.com/sb895/Hallmarks-of-Cancer): `text/<PMID>.txt`
 line and `labels/<PMID>.txt` the sentences' labels, each introduced by "<", several joined by "AND",
 sub-classes after "--" and NULL for none. An abstract's labels are the top-level hallmarks of its
 sentences. A `test_pmid.tsv` beside them (BLURB's split: comma-separated file names) limits it to
-those documents. Scored by macro-F1 over the hallmarks, generate mode only.
+those documents. Scored by macro-F1 over the ten hallmarks (each hallmark's document-level F1, averaged
+unweighted), as the paper's public harness scores HoC (BIDS-Xu-Lab/medical-evaluation); generate mode only.
 """
 
 from __future__ import annotations
@@ -89,4 +90,6 @@ TASK = Task(
     max_new_tokens=64,
     multi_label=True,
     answer_form="labels",
+    source="github.com/sb895/Hallmarks-of-Cancer (text/, labels/) with a test_pmid.tsv split file (BLURB's)",
+    split="test: the documents named in test_pmid.tsv (every document when there is none)",
 )

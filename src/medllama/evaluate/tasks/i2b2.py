@@ -145,4 +145,5 @@ TASK = Task(
     access=ACCESS,
     answer_form="tags",
     parse_with_input=parse_with_input,
+    split="test: the 2012 temporal relations ground-truth notes, one example per sentence",
 )

@@ -38,4 +38,6 @@ TASK = Task(
                  "Answer with the letter of the correct option (A, B, C or D)."),
     render_input=render_multiple_choice,
     parse=parse_letter,
+    source="github.com/medmcqa/medmcqa (data.zip from its README): dev.json",
+    split="dev: the release's dev.json (4,183 questions; the test answers are not public)",
 )

@@ -41,4 +41,5 @@ TASK = Task(
     render_input=render_nli,
     parse=parse,
     access=ACCESS,
+    split="test: mli_test_v1.jsonl (1,422 pairs)",
 )

@@ -32,4 +32,6 @@ TASK = Task(
     instruction="Answer the medical exam question. Answer with the letter of the correct option (A, B, C or D).",
     render_input=render_multiple_choice,
     parse=parse_letter,
+    source="github.com/jind11/MedQA (data_clean.zip): questions/US/4_options/phrases_no_exclude_test.jsonl",
+    split="test: the US 4-option test file (1,273 questions)",
 )

@@ -58,4 +58,5 @@ TASK = Task(
     answer_form="text",
     max_new_tokens=128,
     access=ACCESS,
+    split="every report of the given tree with FINDINGS and IMPRESSION (point at the official test studies)",
 )

@@ -76,4 +76,6 @@ TASK = Task(
     parse=parse,
     metrics=macro_f1_dataset_labels,
     max_new_tokens=16,
+    source="mtsamples.csv as scraped from mtsamples.com (e.g. the Kaggle dataset \"Medical Transcriptions\")",
+    split="all rows with a transcription (the release has no test split)",
 )

@@ -42,4 +42,6 @@ TASK = Task(
     metrics=summary_metrics,
     answer_form="text",
     max_new_tokens=256,
+    source="github.com/armancohan/long-summarization (pubmed-dataset.zip): test.txt",
+    split="test: the release's test.txt (6,658 articles)",
 )
