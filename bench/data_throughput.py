@@ -17,6 +17,9 @@ with --repeat R the steps run in R interleaved rounds and the best wall time of 
 for (c), reading the texts included), from wait4; less noisy than wall time on a shared machine.
 Peak RSS of (a, dedup off) is measured for each of --rss-scales (default 1 and 10) × --rss-base
 (default --scale): the same prepare on a 1x and a 10x corpus.
+  (d) PHI scan  the scan prepare runs on clinical sources (presidio, `medllama.data.phi`) over --phi-notes
+                annotated synthetic notes (`phi_eval`), against tokenizing the same notes, both on one core
+                (`Tokenizer.encode` note by note); engine build time apart; recall and precision per type.
 """
 
 from __future__ import annotations
@@ -210,9 +213,37 @@ def child(ns: argparse.Namespace) -> None:
     print(json.dumps(r))
 
 
+def phi_scan(tok: Path, n_notes: int) -> dict:
+    """(d): seconds per MB of the PHI scan and of tokenization on the same notes, one core each, and the scan's
+    recall/precision per identifier type on those annotated notes."""
+    from tokenizers import Tokenizer
+
+    from medllama.data.phi import PhiScanner
+    from medllama.data.phi_eval import measure as phi_measure, synthetic_notes
+
+    notes = synthetic_notes(n_notes, seed=1)
+    texts = [n.text for n in notes]
+    mb = sum(len(t.encode()) for t in texts) / 2**20
+    scanner = PhiScanner()
+    t0 = time.perf_counter()
+    scanner.engine  # noqa: B018 (build it outside the timed scan)
+    build_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    scores = phi_measure(notes, scanner)
+    scan_s = time.perf_counter() - t0
+    tk = Tokenizer.from_file(str(tok / "tokenizer.json"))
+    t0 = time.perf_counter()
+    tokens = sum(len(tk.encode(t).ids) for t in texts)
+    tok_s = time.perf_counter() - t0
+    return {"notes": n_notes, "mb": round(mb, 3), "tokens": tokens, "engine_build_s": round(build_s, 2),
+            "scan_s": round(scan_s, 3), "tokenize_s": round(tok_s, 3), "scan_mb_per_s": round(mb / scan_s, 4),
+            "tokenize_mb_per_s": round(mb / tok_s, 3), "scan/tokenize time": round(scan_s / tok_s, 1),
+            "per_type": scores}
+
+
 # --------------------------------------------------------------------------- the run
 def bench(scale: float, cores: int, rss_scales: list[float], workdir: Path, skip_hf: bool = False,
-          rss_base: float | None = None, repeat: int = 1) -> dict:
+          rss_base: float | None = None, repeat: int = 1, phi_notes: int = 400) -> dict:
     env = dict(os.environ, TOKENIZERS_PARALLELISM="true", RAYON_NUM_THREADS=str(cores), PYTHONHASHSEED="0",
                HF_DATASETS_OFFLINE="1")
     corpus = workdir / f"corpus-{scale:g}"
@@ -265,6 +296,8 @@ def bench(scale: float, cores: int, rss_scales: list[float], workdir: Path, skip
         rss[f"{k:g}x"] = {"peak_rss_tree_mb": r["peak_rss_tree_mb"], "scale": s, "wall_s": r["wall_s"],
                           "docs_kept": r["docs_kept"], "tokens_out": r["tokens_out"]}
     results["rss"] = rss
+    if phi_notes:
+        results["phi_scan"] = phi_scan(tok, phi_notes)
     if len(rss) > 1:
         lo, hi = rss[f"{rss_scales[0]:g}x"], rss[f"{rss_scales[-1]:g}x"]
         results["ratios"]["rss_max/rss_min"] = round(hi["peak_rss_tree_mb"] / lo["peak_rss_tree_mb"], 3)
@@ -287,6 +320,13 @@ def markdown(r: dict) -> str:
     lines.append("ratios: " + ", ".join(f"{k} = {v}" for k, v in r["ratios"].items()))
     lines.append("peak RSS of (a, dedup off): " + ", ".join(f"{k} ({v['scale']:g}) {v['peak_rss_tree_mb']} MB"
                                                          for k, v in r["rss"].items()))
+    if "phi_scan" in r:
+        ph = r["phi_scan"]
+        lines += ["", f"(d) PHI scan of {ph['notes']} notes ({ph['mb']} MB), one core: {ph['scan_mb_per_s']} MB/s vs "
+                      f"tokenize {ph['tokenize_mb_per_s']} MB/s: the scan takes {ph['scan/tokenize time']}x the "
+                      f"tokenizer's time (engine build {ph['engine_build_s']} s, once per process)", "",
+                  "| identifier | gold | found | recall | precision |", "|---|---|---|---|---|"]
+        lines += [f"| {k} | {v['gold']} | {v['found']} | {v['recall']} | {v['precision']} |" for k, v in ph["per_type"].items()]
     return "\n".join(lines)
 
 
@@ -300,6 +340,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", default=None, help="also write the results here")
     p.add_argument("--skip-hf", action="store_true")
     p.add_argument("--repeat", type=int, default=1, help="rounds of (c, a off, a MinHash, b); the best wall time of each counts")
+    p.add_argument("--phi-notes", type=int, default=400, help="annotated synthetic notes of the PHI scan measurement (0: skip)")
+    p.add_argument("--phi-only", action="store_true", help="only (d), with the tokenizer trained on the --scale corpus")
     # internal: one measurement in a child process
     p.add_argument("--child", choices=["ours", "hf", "ceiling"])
     p.add_argument("--paths"), p.add_argument("--tokenizer"), p.add_argument("--corpus"), p.add_argument("--out")
@@ -309,8 +351,15 @@ def main(argv: list[str] | None = None) -> int:
         child(ns)
         return 0
     load = os.getloadavg()
+    if ns.phi_only:
+        with tempfile.TemporaryDirectory(dir=ns.workdir) as work:
+            tok = make_tokenizer(all_files(make_corpus(Path(work) / "corpus", ns.scale)), Path(work) / "tokenizer")
+            r = {"phi_scan": phi_scan(tok, ns.phi_notes), "machine": {"cpu": _cpu_model(), "load_avg_before": load}}
+        print(json.dumps(r, indent=1))
+        return 0
     with tempfile.TemporaryDirectory(dir=ns.workdir) as work:
-        r = bench(ns.scale, ns.cores, [float(x) for x in ns.rss_scales.split(",")], Path(work), ns.skip_hf, ns.rss_base, ns.repeat)
+        r = bench(ns.scale, ns.cores, [float(x) for x in ns.rss_scales.split(",")], Path(work), ns.skip_hf, ns.rss_base, ns.repeat,
+                  ns.phi_notes)
     r["machine"] = {"cpus": os.cpu_count(), "cpu": _cpu_model(), "python": platform.python_version(),
                     "load_avg_before": load, "load_avg_after": os.getloadavg()}
     print(json.dumps(r, indent=1))

@@ -45,6 +45,14 @@ class Source(_Strict):
     text_field: str = "text"
 
 
+class PhiSpec(_Strict):
+    """The PHI scan of clinical text before training (medllama.data.phi)."""
+
+    domains: list[str] = Field(default_factory=lambda: ["clinical"], description="source domains scanned; [] = no scan")
+    max_per_1k_tokens: float = Field(1.0, ge=0, description="likely identifiers per 1,000 tokens above which prepare refuses")
+    allow: bool = Field(False, description="train on the scanned text even above the limit (notes cleared for it)")
+
+
 class DataSpec(_Strict):
     sources: list[Source] = Field(..., min_length=1)
     # Me-LLaMA: biomedical : clinical : general = 15 : 1 : 4 (paper, Methods, continued pre-training data)
@@ -60,6 +68,7 @@ class DataSpec(_Strict):
     )
     decontaminate_ngram: int = Field(13, ge=8, description="n-gram length in words (GPT-3's decontamination used 13)")
     instructions: list[str] = Field(default_factory=list, description="instruction-tuning JSONL files")
+    phi: PhiSpec = Field(default_factory=PhiSpec)
     prompt_template: str = "### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:\n"
     prompt_template_no_input: str = "### Instruction:\n{instruction}\n\n### Response:\n"
     seed: int = 1234

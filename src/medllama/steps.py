@@ -170,6 +170,9 @@ def register_step(
     artifacts: dict[str, str | Path] = {"evaluation": results_dir}
     if stats_path:
         artifacts["data_stats.json"] = stats_path
+        phi = json.loads(Path(stats_path).read_text()).get("phi")
+        if phi:  # the clinical text's identifiers, on the card beside the scores
+            metrics |= {f"phi/{kind}": n for kind, n in phi["by_type"].items()} | {"phi/per_1k_tokens": phi["per_1k_tokens"]}
     rv = register_recipe_model(recipe, model_dir, metrics, artifacts=artifacts, tracking_uri=tracking_uri, alias="candidate")
     _tag_promotion(rv, "\n".join(summary["reasons"]))
     return rv

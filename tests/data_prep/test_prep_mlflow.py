@@ -25,5 +25,7 @@ def test_logged_to_a_new_run(tiny_run, tmp_path, monkeypatch):
     assert m["cpt/rows"] == tiny_run.stats["cpt"]["rows"]
     assert m["domains/clinical/docs_kept"] == tiny_run.stats["domains"]["clinical"]["docs_kept"]
     assert "decontamination/sets/medqa/docs_matched" in m
+    assert m["phi/by_type/AGE_OVER_89"] == tiny_run.stats["phi"]["by_type"]["AGE_OVER_89"]  # the PHI scan's counts
+    assert m["phi/per_1k_tokens"] == tiny_run.stats["phi"]["per_1k_tokens"]
     assert [a.path for a in client.list_artifacts(run_id, "prepare")] == ["prepare/length_hist.png"]
     assert log_stats_to_mlflow({"cpt": {"rows": 1}}, run_id=run_id) == run_id  # an existing run

@@ -15,6 +15,16 @@ def test_card_has_mix_metrics_use_and_license() -> None:
     assert "Not for clinical decision-making" in card and DATA_USE_NOTE in card
 
 
+def test_card_sets_scores_beside_references_and_the_paper_and_shows_the_phi_scan() -> None:
+    card = model_card("me-llama-13b", {"pubmedqa/accuracy": 0.71, "cpt_parent/pubmedqa/accuracy": 0.3,
+                                       "paper/pubmedqa/accuracy": 0.7, "medqa/accuracy": 0.4,
+                                       "phi/NAME": 3, "phi/SSN": 0, "phi/per_1k_tokens": 0.25}, {}, {})
+    assert "| task | metric | value | CPT parent | paper (Table 3) |" in card
+    assert "| pubmedqa | accuracy | 0.7100 | 0.3000 | 0.7000 |" in card and "| medqa | accuracy | 0.4000 | — | — |" in card
+    assert "## PHI scan of the clinical training text" in card and "| NAME | 3 |" in card and "| SSN | 0 |" in card
+    assert "0.250 per 1,000 tokens" in card and "| phi |" not in card
+
+
 def test_card_without_mix_or_metrics_says_so() -> None:
     card = model_card("m", {}, {}, {})
     assert "Not recorded for this version" in card and "15 : 1 : 4" in card

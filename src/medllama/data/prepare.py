@@ -4,7 +4,8 @@ Written under `output_dir` (a local or PVC path; an s3:// URI is staged locally,
   tokenizer/         HF fast tokenizer (trained byte-level BPE, or the recipe's own with a pad token)
   cpt/               packed rows for continued pre-training (no labels) + document-boundary index
   sft/               packed rows for instruction tuning (labels: -100 on prompt and padding)
-  stats.json         counts, drops by reason, tokens per domain, target vs achieved ratio, contamination
+  stats.json         counts, drops by reason, tokens per domain, target vs achieved ratio, contamination,
+                     identifiers found by the PHI scan of clinical sources (`phi`: per type, rate per 1k tokens)
   contamination.jsonl  documents that shared an n-gram with an evaluation set (dropped or flagged)
   length_hist.png    document and example lengths
 CPT rows: the mixed documents, in a seeded random order, are concatenated with EOS after each one
@@ -48,6 +49,7 @@ from medllama.data.decontam import (
 from medllama.data.instructions import build_row, iter_examples, render_prompt
 from medllama.data.mix import MixPlan, plan_mix
 from medllama.data.packed import Manifest, PackedWriter, token_dtype
+from medllama.data.phi import PhiCounts, check_rate
 from medllama.data.replay import dedup, gather_tokens, kept_sources, kept_texts
 from medllama.data.shard import BATCH, ShardOptions, load_shard, read_shard
 from medllama.data.sources import DataError, ResolvedSource, resolve
@@ -261,6 +263,7 @@ def _merge(recipe: Recipe, resolved, shard_dirs: list[Path], out: Path, options:
             lengths[d] = _tokenize(tok, kept_texts(runs, shard_dirs, kept, d), token_files[d], dtype, d, quiet)
         domains[d].tokens_available = int(lengths[d].sum())
     log.info("merge: tokenizer and tokens %.1fs", time.perf_counter() - t0)
+    phi = _phi_check(recipe, infos, domains)  # refuses here, before any training row is written
     file_source = [s for s, rs in enumerate(resolved) for _ in rs.files]  # global file number → source
     origin = {d: kept_sources(runs, kept, d, file_source) for d in domains}
     plan = plan_mix(lengths, spec.ratio, spec.token_budget, spec.seed, origin, [rs.source.weight for rs in resolved])
@@ -272,6 +275,7 @@ def _merge(recipe: Recipe, resolved, shard_dirs: list[Path], out: Path, options:
     log.info("merge: SFT rows %.1fs", time.perf_counter() - t0)
     stats = summarize(recipe, tok, resolved, domains, plan, cpt_stats, sft_stats,
                       source_counts(resolved, origin, lengths, plan))
+    stats["phi"] = phi
     stats["decontamination"] = {"mode": options.decontaminate, "ngram_words": options.ngram,
                                 "sets": merge_reports([i["decontamination"] for i in infos])}
     with open(out / "contamination.jsonl", "w", encoding="utf-8") as f:
@@ -281,6 +285,16 @@ def _merge(recipe: Recipe, resolved, shard_dirs: list[Path], out: Path, options:
     plot_lengths(lengths, sft_lengths, spec.seq_len, out / "length_hist.png")
     log.info("merge: stats and plot %.1fs", time.perf_counter() - t0)
     return stats
+
+
+def _phi_check(recipe: Recipe, infos: list[dict], domains: dict[str, DomainStats]) -> dict:
+    """The PHI scan over every shard: counts per type and the rate per 1k tokens of the scanned domains."""
+    spec = recipe.data.phi
+    counts = PhiCounts()
+    for info in infos:
+        counts.add(PhiCounts.from_dict(info["phi"]))
+    tokens = sum(st.tokens_available for d, st in domains.items() if d in spec.domains)
+    return {"domains": spec.domains, **check_rate(counts, tokens, spec.max_per_1k_tokens, spec.allow)}
 
 
 def _load_shards(recipe: Recipe, shard_dirs: list[Path], options: ShardOptions) -> list[dict]:

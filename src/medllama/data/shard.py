@@ -12,7 +12,8 @@ and decontamination, in read order:
                     recipe names its tokenizer; else {domain}.jsonl, the cleaned texts (the tokenizer
                     is trained on the deduplicated corpus, which only the merge sees)
   flagged.jsonl     documents sharing an n-gram with an evaluation set (dropped or kept: see the mode)
-  shard.json        which files (global number, domain, documents kept), counts, drops by reason
+  shard.json        which files (global number, domain, documents kept), counts, drops by reason, and the
+                    PHI scan's counts over the kept documents of the scanned (clinical) domains
 The order-dependent steps (dedup, tokenizer training, mixing, packing) are the merge's
 (`prepare.merge_shards`), which replays the shards in global file order: any sharding gives the
 single run's result.
@@ -32,6 +33,7 @@ from tqdm.auto import tqdm
 from medllama.data.clean import clean_text, split_words
 from medllama.data.decontam import Decontaminator, Mode
 from medllama.data.dedup import NearDedup, digest
+from medllama.data.phi import PhiCounts, shared_scanner
 from medllama.data.sources import ResolvedSource, count_skipped, iter_file
 from medllama.data.tokenizer import bos_prefix, encode_ids
 from medllama.recipe import Recipe
@@ -115,6 +117,7 @@ def read_shard(recipe: Recipe, resolved: list[ResolvedSource], shard_index: int,
     spools = {d: _DomainSpool(dest, d, tok, near is not None, dtype) for d in domains}
     files = []
     check = decon if decon and options.decontaminate != "off" else None
+    phi, scanned = PhiCounts(), set(spec.phi.domains)
     with open(dest / "flagged.jsonl", "w", encoding="utf-8") as flagged:
         if shard_index == 0:
             for rs in resolved:
@@ -142,6 +145,8 @@ def read_shard(recipe: Recipe, resolved: list[ResolvedSource], shard_index: int,
                             continue
                 spool.add(text, near.signature(text, words) if near is not None else None)
                 kept += 1
+                if d in scanned:
+                    phi.add(shared_scanner().count([text]))
             files.append([g, d, kept])
     for sp in spools.values():
         sp.close()
@@ -155,6 +160,7 @@ def read_shard(recipe: Recipe, resolved: list[ResolvedSource], shard_index: int,
         "files": files,
         "domains": {d: {"docs_read": read[d], "drops": dict(sorted(drops[d].items()))} for d in domains},
         "decontamination": check.report() if check is not None else {},
+        "phi": phi.to_dict(),
     }
     write_json_atomic(dest / SHARD_JSON, info, indent=1)  # last and atomic: a shard without it did not finish
     return info

@@ -34,7 +34,8 @@ def model_card(name: str, metrics: Mapping[str, float], params: Mapping[str, str
         "## Training data mix",
         _data_mix(params),
         "## Evaluation",
-        _metrics_table(metrics),
+        _metrics_table({k: v for k, v in metrics.items() if not k.startswith(PHI_PREFIX)}),
+        _phi_section(metrics),
         "## Intended use and limits",
         "For research on biomedical and clinical language processing by credentialed users. "
         "**Not for clinical decision-making**: outputs can be wrong, incomplete or biased and must not "
@@ -90,6 +91,22 @@ def _metrics_table(metrics: Mapping[str, float]) -> str:
         task, _, metric = key.rpartition("/")
         beside = "".join(f" {metrics[f'{c}/{key}']:.4f} |" if f"{c}/{key}" in metrics else " — |" for c in columns)
         rows.append(f"| {task or '—'} | {metric} | {value:.4f} |{beside}")
+    return "\n".join(rows)
+
+
+PHI_PREFIX = "phi/"  # the prepare stage's PHI scan of the clinical sources, as registered (steps.register_step)
+
+
+def _phi_section(metrics: Mapping[str, float]) -> str:
+    phi = {k.removeprefix(PHI_PREFIX): v for k, v in metrics.items() if k.startswith(PHI_PREFIX)}
+    if not phi:
+        return ""
+    rate = phi.pop("per_1k_tokens", None)
+    rows = ["## PHI scan of the clinical training text", "",
+            "Likely identifiers the scan found (presidio-analyzer; MIMIC placeholders are already removed):", "",
+            "| identifier | count |", "|---|---|", *(f"| {k} | {int(v)} |" for k, v in sorted(phi.items()))]
+    if rate is not None:
+        rows.append(f"\n{rate:.3f} per 1,000 tokens of the scanned sources.")
     return "\n".join(rows)
 
 
