@@ -15,8 +15,8 @@ checks few of them).
 
 from __future__ import annotations
 
-import copy
 import functools
+import re
 from pathlib import Path
 from typing import Any
 
@@ -80,26 +80,29 @@ def strict_schema(schema: dict, top_level: bool = True) -> dict:
 
 
 @functools.cache
-def _crds() -> dict[tuple[str, str], dict]:
-    """(apiVersion, kind) -> the version's openAPIV3Schema, from every vendored CRD."""
+def _crd_files() -> dict[tuple[str, str], Path]:
+    """(group, kind) -> the vendored CRD file, read from its header (parsing all of them takes seconds)."""
     found = {}
     for path in sorted(CRD_DIR.rglob("*.yaml")):
-        for doc in yaml.load_all(path.read_text(), Loader=yaml.CSafeLoader):
-            if not doc or doc.get("kind") != "CustomResourceDefinition":
-                continue
-            spec = doc["spec"]
-            for version in spec["versions"]:
-                found[(f"{spec['group']}/{version['name']}", spec["names"]["kind"])] = version["schema"]["openAPIV3Schema"]
+        head = path.read_text()[:4000]
+        group, kind = re.search(r"^  group: (\S+)$", head, re.M), re.search(r"^    kind: (\S+)$", head, re.M)
+        if "kind: CustomResourceDefinition" in head and group and kind:
+            found[(group[1], kind[1])] = path
     return found
 
 
 @functools.cache
 def _validator(api_version: str, kind: str) -> jsonschema.protocols.Validator:
-    schema = _crds().get((api_version, kind))
-    if schema is None:
-        known = sorted(f"{k} ({v})" for v, k in _crds())
-        raise KeyError(f"no vendored CRD for {kind} {api_version}; known: {', '.join(known)}")
-    return jsonschema.Draft202012Validator(strict_schema(copy.deepcopy(schema)))
+    group, _, version = api_version.rpartition("/")
+    path = _crd_files().get((group, kind))
+    if path is None:
+        known = ", ".join(sorted(f"{k} ({g})" for g, k in _crd_files()))
+        raise KeyError(f"no vendored CRD for {kind} {api_version}; known: {known}")
+    spec = yaml.load(path.read_text(), Loader=yaml.CSafeLoader)["spec"]
+    versions = {v["name"]: v["schema"]["openAPIV3Schema"] for v in spec["versions"]}
+    if version not in versions:
+        raise KeyError(f"{kind}: the vendored CRD serves {sorted(versions)}, not {version!r}")
+    return jsonschema.Draft202012Validator(strict_schema(versions[version]))
 
 
 def _dotted(path) -> str:

@@ -3,8 +3,9 @@
 Master + (nnodes - 1) Workers all run the same `torchrun ... -m medllama.train ...` command; the training
 operator sets the rendezvous (PET_MASTER_ADDR, PET_MASTER_PORT, PET_NODE_RANK, PET_NNODES,
 PET_NPROC_PER_NODE) that torchrun reads. Data, tokenizer and outputs live on a PVC (or s3://), shared
-memory is a memory-backed emptyDir at /dev/shm (NCCL and DataLoader workers need more than 64 MiB), and
-credentials come from Secrets as environment variables, never from the recipe.
+memory is a memory-backed emptyDir at /dev/shm (NCCL and DataLoader workers need more than 64 MiB),
+credentials come from Secrets as environment variables, never from the recipe, and pods run as the
+images' non-root user without privileges.
 """
 
 from __future__ import annotations
@@ -15,28 +16,34 @@ from dataclasses import dataclass, field
 import yaml
 from kubeflow.training import models as m
 
+from medllama.cluster import RUN_AS_USER
+
 CONTAINER = "pytorch"  # the training operator finds the training container by this name
 
 
-@dataclass
+@dataclass(kw_only=True)
 class PyTorchJobOptions:
+    """Where and how big; the cluster profile (medllama.cluster.ClusterProfile.job_options) gives the defaults."""
+
     name: str
-    namespace: str = "default"
-    image: str = "medllama-trainer:latest"
+    namespace: str
+    image: str
     image_pull_policy: str = "IfNotPresent"
     nnodes: int = 1
     nproc_per_node: int = 1
-    cpu: str | None = "4"
-    memory: str | None = "16Gi"
-    gpus: int = 0  # nvidia.com/gpu per pod
-    shm_size: str = "8Gi"
+    cpu: str | None = None
+    memory: str | None = None
+    gpus: int = 0  # GPUs per pod
+    gpu_resource: str = "nvidia.com/gpu"
+    shm_size: str = "1Gi"
     pvc: str | None = None  # PersistentVolumeClaim with data, tokenizer and outputs
     mount_path: str = "/mnt/medllama"
     env: dict[str, str] = field(default_factory=dict)
-    env_from_secrets: list[str] = field(default_factory=list)  # e.g. S3 keys, MLflow credentials
+    secret_env: dict[str, str] = field(default_factory=dict)  # env variable -> Secret holding a key of that name
     backoff_limit: int = 3
     ttl_seconds_after_finished: int | None = None
     service_account: str | None = None
+    priority_class: str | None = None
     labels: dict[str, str] = field(default_factory=dict)
     node_selector: dict[str, str] = field(default_factory=dict)
     # e.g. [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}] for tainted GPU nodes
@@ -67,8 +74,26 @@ def _resources(o: PyTorchJobOptions) -> m.V1ResourceRequirements:
         amounts["memory"] = o.memory
     limits = dict(amounts)
     if o.gpus:
-        limits["nvidia.com/gpu"] = str(o.gpus)
+        limits[o.gpu_resource] = str(o.gpus)
     return m.V1ResourceRequirements(requests=amounts or None, limits=limits or None)
+
+
+def env_vars(env: dict[str, str], secret_env: dict[str, str]) -> list[m.V1EnvVar]:
+    """Plain variables, then one variable per Secret key (a missing key stops the pod, not the run later)."""
+    plain = [m.V1EnvVar(name=k, value=v) for k, v in sorted(env.items())]
+    secret = [m.V1EnvVar(name=k, value_from=m.V1EnvVarSource(secret_key_ref=m.V1SecretKeySelector(name=s, key=k)))
+              for k, s in secret_env.items()]
+    return [*plain, *secret, m.V1EnvVar(name="PYTHONUNBUFFERED", value="1")]
+
+
+def pod_security() -> m.V1PodSecurityContext:
+    return m.V1PodSecurityContext(run_as_non_root=True, run_as_user=RUN_AS_USER, run_as_group=RUN_AS_USER,
+                                  fs_group=RUN_AS_USER, seccomp_profile=m.V1SeccompProfile(type="RuntimeDefault"))
+
+
+def container_security() -> m.V1SecurityContext:
+    return m.V1SecurityContext(allow_privilege_escalation=False, privileged=False,
+                               capabilities=m.V1Capabilities(drop=["ALL"]))
 
 
 def _pod(command: list[str], o: PyTorchJobOptions) -> m.V1PodTemplateSpec:
@@ -78,21 +103,20 @@ def _pod(command: list[str], o: PyTorchJobOptions) -> m.V1PodTemplateSpec:
         claim = m.V1PersistentVolumeClaimVolumeSource(claim_name=o.pvc)
         volumes.append(m.V1Volume(name="work", persistent_volume_claim=claim))
         mounts.append(m.V1VolumeMount(name="work", mount_path=o.mount_path))
-    env = [m.V1EnvVar(name=k, value=v) for k, v in sorted(o.env.items())]
-    env.append(m.V1EnvVar(name="PYTHONUNBUFFERED", value="1"))
     container = m.V1Container(
         name=CONTAINER,
         image=o.image,
         image_pull_policy=o.image_pull_policy,
         command=list(command),
-        env=env,
-        env_from=[m.V1EnvFromSource(secret_ref=m.V1SecretEnvSource(name=s)) for s in o.env_from_secrets] or None,
+        env=env_vars(o.env, o.secret_env),
         resources=_resources(o),
+        security_context=container_security(),
         volume_mounts=mounts,
     )
     tolerations = [m.V1Toleration(**t) for t in o.tolerations] or None
     spec = m.V1PodSpec(containers=[container], volumes=volumes, service_account_name=o.service_account,
-                       node_selector=o.node_selector or None, tolerations=tolerations)
+                       node_selector=o.node_selector or None, tolerations=tolerations,
+                       priority_class_name=o.priority_class, security_context=pod_security())
     labels = {"app.kubernetes.io/name": "medllama-train", **o.labels}
     return m.V1PodTemplateSpec(metadata=m.V1ObjectMeta(labels=labels), spec=spec)
 

@@ -1,6 +1,7 @@
-"""Run a training stage where it is asked to run: `local` (torchrun subprocess) or `kubernetes` (PyTorchJob).
+"""Run a training stage where it is asked to run: `local` (torchrun subprocess) or `kubernetes` (a PyTorchJob
+or a TrainJob, as the cluster profile says).
 
-Both run the same `-m medllama.train ...` command (launch.command.train_argv); the result is the exported
+All run the same `-m medllama.train ...` command (launch.command.train_argv); the result is the exported
 model directory and the run's metrics.
 """
 
@@ -30,21 +31,23 @@ class StageResult:
 
 def run_stage(recipe_path: str, stage: str, data_dir: str | Path, tokenizer_dir: str | Path, init: str | None,
               output_dir: str | Path, launcher: str = "local", overrides: dict[str, Any] | None = None,
-              dry_run: bool = False, **k8s_options: Any) -> StageResult:
+              dry_run: bool = False, cluster: str | None = None, **k8s_options: Any) -> StageResult:
     """Train `stage` of the recipe and return its exported model; TrainingFailed (with the log tail) on failure.
 
     `init`: HF dir or URI to start from; None = the recipe's model.base (random init when that is null);
-    "none" = random init. `k8s_options` go to launch.kubernetes.run_pytorchjob (namespace, image, pvc, ...);
-    paths are then paths inside the pods (a PVC mount) or s3:// URIs. `dry_run` prints the command (local)
-    or the PyTorchJob YAML (kubernetes) and runs nothing.
+    "none" = random init. `kubernetes`: `cluster` names the profile (cluster/NAME.yaml or a path; default
+    medllama.cluster.DEFAULT_PROFILE) whose job operator, image, volume, Secrets and placement apply;
+    `k8s_options` (name, namespace, image, timeout_s, client, ...) override them. Paths are then paths inside
+    the pods (a PVC mount) or s3:// URIs. `dry_run` prints the command (local) or the PyTorchJob YAML
+    (kubernetes) and runs nothing.
     """
     recipe = load_recipe(recipe_path, overrides)  # fail fast on a bad recipe or override
     spec = recipe.stage(stage)
     argv = _stage_argv(recipe, recipe_path, stage, data_dir, tokenizer_dir, init, output_dir, overrides)
     what = f"training stage {stage!r} of {recipe_path}"
     if launcher == "local":
-        if k8s_options:
-            raise TypeError(f"launcher 'local' takes no Kubernetes options; got {sorted(k8s_options)}")
+        if k8s_options or cluster:
+            raise TypeError(f"launcher 'local' takes no cluster or Kubernetes options; got {sorted(k8s_options)}")
         from medllama.launch.local import local_command, run_local
 
         if dry_run:
@@ -52,13 +55,21 @@ def run_stage(recipe_path: str, stage: str, data_dir: str | Path, tokenizer_dir:
         else:
             run_local(argv, spec.nproc_per_node, what)
     elif launcher == "kubernetes":
-        from medllama.launch.kubernetes import run_pytorchjob
-
+        profile, options = cluster_options(cluster, spec.nproc_per_node, k8s_options)
         if dry_run:
+            if profile.training.operator != "pytorchjob":
+                raise ValueError(f"--dry-run renders PyTorchJobs; profile {profile.name!r} runs TrainJobs, whose "
+                                 "pods come from the runtime installed in the cluster")
             print(render_pytorchjob(recipe_path, stage, data_dir, tokenizer_dir, init, output_dir, overrides,
-                                    **k8s_options), end="")
+                                    cluster, **k8s_options), end="")
+        elif profile.training.operator == "trainjob":
+            from medllama.launch.trainjob import run_trainjob
+
+            run_trainjob(argv, spec, what, runtime=profile.training.runtime, **options)
         else:
-            run_pytorchjob(argv, spec, what, **k8s_options)
+            from medllama.launch.kubernetes import run_pytorchjob
+
+            run_pytorchjob(argv, spec, what, **options)
     else:
         raise ValueError(f"launcher {launcher!r}: use 'local' or 'kubernetes'")
     out = str(output_dir).rstrip("/")
@@ -69,15 +80,25 @@ def run_stage(recipe_path: str, stage: str, data_dir: str | Path, tokenizer_dir:
     return StageResult(model_dir=model_dir, metrics=read_metrics(out, required=launcher == "local"))
 
 
+def cluster_options(cluster: str | None, nproc_per_node: int, overrides: dict[str, Any]):
+    """The profile and the job options: the profile's for this size, then `overrides`."""
+    from medllama.cluster import DEFAULT_PROFILE, load_profile
+
+    profile = load_profile(cluster or DEFAULT_PROFILE)
+    return profile, {**profile.job_options(nproc_per_node), **overrides}
+
+
 def render_pytorchjob(recipe_path: str, stage: str, data_dir: str | Path, tokenizer_dir: str | Path, init: str | None,
-                      output_dir: str | Path, overrides: dict[str, Any] | None = None, **options: Any) -> str:
-    """The YAML of the PyTorchJob run_stage(launcher='kubernetes') would create (for `--dry-run`)."""
+                      output_dir: str | Path, overrides: dict[str, Any] | None = None, cluster: str | None = None,
+                      **options: Any) -> str:
+    """The YAML of the PyTorchJob run_stage(launcher='kubernetes', cluster=...) would create (for `--dry-run`)."""
     from medllama.k8s.pytorchjob import to_yaml
     from medllama.launch.kubernetes import stage_job
 
     recipe = load_recipe(recipe_path, overrides)
+    spec = recipe.stage(stage)
     argv = _stage_argv(recipe, recipe_path, stage, data_dir, tokenizer_dir, init, output_dir, overrides)
-    return to_yaml(stage_job(argv, recipe.stage(stage), **options))
+    return to_yaml(stage_job(argv, spec, **cluster_options(cluster, spec.nproc_per_node, options)[1]))
 
 
 def _stage_argv(recipe, recipe_path: str, stage: str, data_dir, tokenizer_dir, init: str | None, output_dir,

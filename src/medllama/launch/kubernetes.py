@@ -1,6 +1,8 @@
-"""Run a training stage as a PyTorchJob: build it, create it, stream the master's log, wait, clean up.
+"""Run a training stage as a Kubernetes job: build it, create it, stream its log, wait, clean up.
 
-Paths in the command are paths inside the pods (the PVC mount) or s3:// URIs.
+`supervise` holds that sequence for both job kinds: PyTorchJob (Training Operator v1, here) and TrainJob
+(Kubeflow Trainer v2, launch.trainjob). Paths in the command are paths inside the pods (the PVC mount)
+or s3:// URIs.
 """
 
 from __future__ import annotations
@@ -41,8 +43,7 @@ def failure_message(job) -> str:
 RUN_ONLY = {"timeout_s", "poll_s", "delete", "follow_logs", "yaml_path", "client", "client_factory"}
 
 
-def stage_job(train: list[str], stage: TrainStage, *, name: str | None = None, namespace: str = "default",
-              **options: Any):
+def stage_job(train: list[str], stage: TrainStage, *, name: str | None = None, **options: Any):
     """The PyTorchJob that runs `train` under torchrun, sized by the stage's nnodes and nproc_per_node.
 
     Options only run_pytorchjob uses (timeout_s, delete, client, ...) are ignored, so a dry run takes the
@@ -50,8 +51,78 @@ def stage_job(train: list[str], stage: TrainStage, *, name: str | None = None, n
     """
     options = {k: v for k, v in options.items() if k not in RUN_ONLY}
     opts = PyTorchJobOptions(name=name or job_name("medllama", stage.objective, str(int(time.time()))),
-                             namespace=namespace, nnodes=stage.nnodes, nproc_per_node=stage.nproc_per_node, **options)
+                             nnodes=stage.nnodes, nproc_per_node=stage.nproc_per_node, **options)
     return build_pytorchjob(["torchrun", *torchrun_argv(train, opts.nproc_per_node, opts.nnodes)], opts)
+
+
+class PyTorchJobs:
+    """One PyTorchJob through kubeflow.training.TrainingClient, as `supervise` drives it."""
+
+    kind = "PyTorchJob"
+
+    def __init__(self, job, client):
+        self.job, self.client = job, client
+        self.name, self.namespace = job.metadata.name, job.metadata.namespace
+        self.last = None
+
+    def create(self) -> None:
+        self.client.create_job(job=self.job, namespace=self.namespace)
+
+    def wait(self, states: set[str], timeout_s: int, poll_s: int) -> str:
+        self.last = self.client.wait_for_job_conditions(self.name, namespace=self.namespace, expected_conditions=states,
+                                                        wait_timeout=timeout_s, polling_interval=poll_s)
+        return next(s for s in (FAILED, SUCCEEDED, RUNNING) if _has(self.last, s))
+
+    def stream_logs(self) -> None:
+        self.client.get_job_logs(self.name, namespace=self.namespace, is_master=True, follow=True)
+
+    def failure(self) -> str:
+        return f"{failure_message(self.last)}; see `kubectl logs -n {self.namespace} {self.name}-master-0`"
+
+    def delete(self) -> None:
+        self.client.delete_job(self.name, namespace=self.namespace)
+
+
+def supervise(job, what: str, *, timeout_s: int, poll_s: int, delete: str, follow_logs: bool) -> None:
+    """Create the job, stream its log once it runs, wait for it to end, clean up; TrainingFailed unless it succeeded.
+
+    `job` is PyTorchJobs or launch.trainjob.TrainJobs; `delete`: "always", "on_success" (keep a failed job to
+    inspect) or "never".
+    """
+    if delete not in DELETE_POLICIES:
+        raise ValueError(f"delete={delete!r}: use one of {DELETE_POLICIES}")
+    job.create()
+    log.info("created %s %s/%s", job.kind, job.namespace, job.name)
+    title = f"{job.kind} {job.namespace}/{job.name}"
+    succeeded = False
+    try:
+        deadline = time.monotonic() + timeout_s
+        if follow_logs:
+            _follow_log(job, deadline, poll_s)
+        try:
+            state = job.wait({SUCCEEDED, FAILED}, max(poll_s + 1, int(deadline - time.monotonic())), poll_s)
+        except TimeoutError as e:
+            raise TrainingFailed(f"{what}: {title} did not finish within {timeout_s} s ({e})") from None
+        if state != SUCCEEDED:
+            raise TrainingFailed(f"{what}: {title} failed: {job.failure()}")
+        succeeded = True
+    finally:
+        if delete == "always" or (delete == "on_success" and succeeded):
+            try:
+                job.delete()
+            except Exception as e:  # noqa: BLE001 - cleanup must not hide the real outcome
+                log.warning("could not delete %s: %s", title, e)
+
+
+def _follow_log(job, deadline: float, poll_s: int) -> None:
+    """Once the job runs (or ends), stream its main process's log; log streaming is best effort."""
+    try:
+        if job.wait({RUNNING, SUCCEEDED, FAILED}, max(poll_s + 1, int(deadline - time.monotonic())), poll_s) != FAILED:
+            job.stream_logs()
+    except TimeoutError:
+        return  # the final wait reports the timeout
+    except Exception as e:  # noqa: BLE001 - no logs (RBAC, pod gone) must not fail a running job
+        log.warning("cannot stream the logs of %s/%s: %s", job.namespace, job.name, e)
 
 
 def run_pytorchjob(
@@ -59,8 +130,6 @@ def run_pytorchjob(
     stage: TrainStage,
     what: str,
     *,
-    name: str | None = None,
-    namespace: str = "default",
     timeout_s: int = 7 * 24 * 3600,
     poll_s: int = 15,
     delete: str = "on_success",
@@ -72,56 +141,14 @@ def run_pytorchjob(
 ) -> None:
     """Submit `train` as a PyTorchJob sized by `stage` (nnodes, nproc_per_node) and wait for it.
 
-    `options` are PyTorchJobOptions fields (image, pvc, cpu, memory, gpus, env, env_from_secrets, ...).
-    `delete`: "always", "on_success" (keep a failed job to inspect) or "never".
+    `options` are PyTorchJobOptions fields (name, namespace, image, pvc, cpu, memory, gpus, env, ...).
     """
-    if delete not in DELETE_POLICIES:
-        raise ValueError(f"delete={delete!r}: use one of {DELETE_POLICIES}")
-    job = stage_job(train, stage, name=name, namespace=namespace, **options)
-    name = job.metadata.name
+    job = stage_job(train, stage, **options)
     if yaml_path:
         Path(yaml_path).write_text(to_yaml(job))
     if client is None:
         from kubeflow.training import TrainingClient
 
-        client = (client_factory or TrainingClient)(namespace=namespace)
-    client.create_job(job=job, namespace=namespace)
-    log.info("created PyTorchJob %s/%s (%d x %d processes)", namespace, name, stage.nnodes, stage.nproc_per_node)
-    succeeded = False
-    try:
-        deadline = time.monotonic() + timeout_s
-        if follow_logs:
-            _follow_master_log(client, name, namespace, deadline, poll_s)
-        remaining = max(poll_s, int(deadline - time.monotonic()))
-        try:
-            job = client.wait_for_job_conditions(name, namespace=namespace, expected_conditions={SUCCEEDED, FAILED},
-                                                 wait_timeout=remaining, polling_interval=poll_s)
-        except TimeoutError as e:
-            raise TrainingFailed(f"{what}: PyTorchJob {namespace}/{name} did not finish within {timeout_s} s ({e})") \
-                from None
-        if not _has(job, SUCCEEDED):
-            raise TrainingFailed(f"{what}: PyTorchJob {namespace}/{name} failed: {failure_message(job)}; "
-                                 f"see `kubectl logs -n {namespace} {name}-master-0`")
-        succeeded = True
-    finally:
-        if delete == "always" or (delete == "on_success" and succeeded):
-            try:
-                client.delete_job(name, namespace=namespace)
-            except Exception as e:  # noqa: BLE001 - cleanup must not hide the real outcome
-                log.warning("could not delete PyTorchJob %s/%s: %s", namespace, name, e)
-
-
-def _follow_master_log(client, name: str, namespace: str, deadline: float, poll_s: int) -> None:
-    """Once the job runs (or ends), stream the master pod's log; log streaming is best effort."""
-    try:
-        job = client.wait_for_job_conditions(name, namespace=namespace,
-                                             expected_conditions={RUNNING, SUCCEEDED, FAILED},
-                                             wait_timeout=max(poll_s, int(deadline - time.monotonic())),
-                                             polling_interval=poll_s)
-        if _has(job, FAILED):
-            return
-        client.get_job_logs(name, namespace=namespace, is_master=True, follow=True)
-    except TimeoutError:
-        return  # the final wait reports the timeout
-    except Exception as e:  # noqa: BLE001 - no logs (RBAC, pod gone) must not fail a running job
-        log.warning("cannot stream the logs of %s/%s: %s", namespace, name, e)
+        client = (client_factory or TrainingClient)(namespace=job.metadata.namespace)
+    supervise(PyTorchJobs(job, client), what, timeout_s=timeout_s, poll_s=poll_s, delete=delete,
+              follow_logs=follow_logs)
