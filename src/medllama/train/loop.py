@@ -1,7 +1,8 @@
 """The training loop of one stage (CPT or SFT) under DeepSpeed: resume, step, checkpoint, export.
 
 It knows nothing of where it runs beyond the rendezvous environment torchrun, the `deepspeed` launcher
-or a PyTorchJob sets (MASTER_ADDR/MASTER_PORT/WORLD_SIZE/RANK/LOCAL_RANK).
+or a PyTorchJob sets (MASTER_ADDR/MASTER_PORT/WORLD_SIZE/RANK/LOCAL_RANK), or OpenMPI's under `mpirun`
+(a TrainJob on the DeepSpeed runtime), which deepspeed.init_distributed discovers.
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ def _single_process_env() -> None:
     """Let `python -m medllama.train` run without a launcher, as a world of one."""
     from medllama.launch.local import free_port
 
-    if "RANK" in os.environ:
+    if "RANK" in os.environ or "OMPI_COMM_WORLD_RANK" in os.environ:  # a launcher's, or mpirun's (DeepSpeed reads it)
         return
     os.environ.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", LOCAL_WORLD_SIZE="1",
                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port()))
