@@ -1,8 +1,9 @@
-"""The container image every component and training pod runs: the trainer image built from images/.
+"""The image components are declared with: the trainer image of the default cluster profile (cluster/).
 
-Overridable at compile time (MEDLLAMA_IMAGE) so a platform team can point at its own registry.
+The pipeline sets every task's image from the profile it is compiled for (pipelines/me_llama.py), so
+the profile is the only place an image is named.
 """
 
-import os
+from medllama.cluster import load_profile
 
-MEDLLAMA_IMAGE = os.environ.get("MEDLLAMA_IMAGE", "ghcr.io/medllama-ops/medllama:0.1.0")
+MEDLLAMA_IMAGE = load_profile().images.trainer

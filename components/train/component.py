@@ -1,7 +1,8 @@
 """KFP component: one training stage (cpt or sft) through medllama.launch.run_stage.
 
 `launcher="local"` runs the DeepSpeed workers as subprocesses of this task; `"kubernetes"` submits a
-PyTorchJob running the same `python -m medllama.train` command and waits for it.
+PyTorchJob or a TrainJob (as the `cluster` profile says) running the same `python -m medllama.train`
+command and waits for it.
 """
 
 from kfp import dsl
@@ -22,6 +23,7 @@ def train_stage(
     model: Output[Model],
     metrics: Output[Metrics],
     init_model: Input[Model] = None,
+    cluster: str = "",
 ):
     """Trains `stage` from `init_model` (or the recipe's base) and exports an HF model at a URI."""
     import json
@@ -38,6 +40,7 @@ def train_stage(
         output_dir=f"{work_uri.rstrip('/')}/{run_id}/{stage}",
         launcher=launcher,
         overrides=overrides,
+        cluster=(cluster or None) if launcher == "kubernetes" else None,
     )
     model.metadata.update({"uri": str(result.model_dir), "stage": stage, "recipe": recipe})
     with open(model.path, "w") as f:

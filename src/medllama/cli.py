@@ -83,6 +83,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         launcher=args.launcher,
         overrides=parse_overrides(args.set),
         **({"dry_run": True} if args.dry_run else {}),
+        **({"cluster": args.cluster} if args.cluster else {}),
     )
     _print_json({"model": str(result.model_dir), "metrics": {k: v for k, v in result.metrics.items() if k != "losses"}})
 
@@ -114,7 +115,7 @@ def cmd_pipeline(args: argparse.Namespace) -> None:
     from pipelines import me_llama
 
     if args.verb == "compile":
-        print(me_llama.compile_pipeline(Path(args.output) if args.output else me_llama.COMPILED))
+        print(me_llama.compile_pipeline(Path(args.output) if args.output else me_llama.COMPILED, args.cluster))
         return
     outcome = me_llama.run_local(args.recipe, parse_overrides(args.set), args.work_dir, args.tracking_uri or "")
     print_registration(outcome)
@@ -149,6 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", required=True)
     p.add_argument("--launcher", choices=["local", "kubernetes"], default="local")
     p.add_argument("--dry-run", action="store_true", help="kubernetes: print the PyTorchJob YAML, submit nothing")
+    p.add_argument("--cluster", default=None, help="kubernetes: cluster profile (cluster/NAME.yaml or a path; default dev)")
 
     p = verb("evaluate", cmd_evaluate, "score a model on one benchmark task", recipe=False)
     p.add_argument("--model", required=True, help="HF model directory")
@@ -173,6 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = verb("pipeline", cmd_pipeline, "compile the KFP pipeline or run it locally (kfp.local)")
     p.add_argument("verb", choices=["run", "compile"])
     p.add_argument("--output", default=None, help="compile: YAML path")
+    p.add_argument("--cluster", default=None, help="compile: cluster profile the tasks are placed by (default dev)")
     p.add_argument("--work-dir", type=Path, default=None)
     p.add_argument("--tracking-uri", default=None)
 

@@ -94,6 +94,8 @@ class ClusterProfile(_Strict):
     tolerations: list[Toleration] = Field(default_factory=list, description="GPU pods only (tainted GPU nodes)")
     priority_class: str | None = Field(None, description="PriorityClass of training pods")
     env: dict[str, str] = Field(..., description="variables recipes expand, e.g. MEDLLAMA_MODELS")
+    env_config_map: str = Field(..., description="ConfigMap holding pod_env() (k8s/ and the chart create it): "
+                                "pipeline tasks read their env from it, so kfp.local runs keep their own")
     training: Training
     tasks: Tasks
 

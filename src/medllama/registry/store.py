@@ -16,8 +16,15 @@ def default_tracking_uri(cwd: str | Path | None = None) -> str:
 
 
 def resolve_tracking_uri(tracking_uri: str | None) -> str:
-    """The explicit URI, else $MLFLOW_TRACKING_URI, else the local default store."""
-    return tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri()
+    """The explicit URI, else $MLFLOW_TRACKING_URI, else the local default store — but never a store inside
+    a Kubernetes pod, which vanishes with it: there the cluster profile's MLflow server must be set."""
+    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
+    if uri:
+        return uri
+    if os.environ.get("KUBERNETES_SERVICE_HOST"):
+        raise ValueError("no MLflow tracking URI in this pod: set MLFLOW_TRACKING_URI (the cluster profile's "
+                         "mlflow_uri, from its env ConfigMap) or pass tracking_uri")
+    return default_tracking_uri()
 
 
 def sqlite_path(tracking_uri: str) -> Path | None:
