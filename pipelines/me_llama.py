@@ -42,6 +42,7 @@ def on_cluster(task: dsl.PipelineTask, profile: ClusterProfile, work_pvc, gpus: 
     for secret in profile.secrets:
         kubernetes.use_secret_as_env(task, secret.name, {k: k for k in secret.keys})
     kubernetes.set_security_context(task, run_as_user=RUN_AS_USER, run_as_group=RUN_AS_USER, run_as_non_root=True)
+    kubernetes.add_pod_label(task, "app.kubernetes.io/component", "medllama-pipeline")  # k8s NetworkPolicies
     r = profile.tasks.resources
     task.set_cpu_request(r.cpu).set_cpu_limit(r.cpu).set_memory_request(r.memory).set_memory_limit(r.memory)
     if gpus:

@@ -68,7 +68,7 @@ class Resources(_Strict):
 class Training(_Strict):
     operator: Literal["pytorchjob", "trainjob"] = Field(
         ..., description="pytorchjob: Training Operator v1 (kubeflow.org); trainjob: Kubeflow Trainer v2 (trainer.kubeflow.org)")
-    runtime: str = Field("deepspeed-distributed", description="trainjob: the (Cluster)TrainingRuntime to run on")
+    runtime: str = Field("medllama-deepspeed", description="trainjob: the TrainingRuntime (namespaced) to run on")
     gpus: bool = Field(..., description="request one GPU per process (the recipe's nproc_per_node per pod)")
     resources: Resources = Field(..., description="CPU and memory of each training pod")
     shm_size: str = Field(..., description="memory-backed /dev/shm (NCCL, DataLoader workers)")

@@ -2,8 +2,8 @@
 
 No Kubernetes API server can run here, so the client is a stand-in for kubeflow.trainer.TrainerClient
 whose `train` goes through the SDK's real KubernetesBackend.train: only the API calls are answered from
-memory (the runtime lookup returns the upstream DeepSpeed runtime vendored in tests/crds, the create is
-recorded), so the TrainJob checked here is the one the SDK would send.
+memory (the runtime lookup returns our TrainingRuntime from k8s/base, the create is recorded), so the
+TrainJob checked here is the one the SDK would send.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from medllama.cluster import load_profile
 from medllama.launch import TrainingFailed, render_pytorchjob, run_stage
 from tests.crd_schema import CRD_DIR, validate_custom_resource
 
-RUNTIME = yaml.safe_load((CRD_DIR / "trainer" / "deepspeed_distributed.yaml").read_text())
+RUNTIME = yaml.safe_load((CRD_DIR.parents[1] / "k8s" / "base" / "training-runtime.yaml").read_text())
 
 
 class _Done:
@@ -41,11 +41,9 @@ class RecordingCustomObjectsApi:
     def __init__(self):
         self.created = None
 
-    def get_namespaced_custom_object(self, *args, **kwargs):
-        raise ApiException(status=404)  # no namespaced TrainingRuntime: the SDK falls back to the cluster one
-
-    def get_cluster_custom_object(self, group, version, plural, name, async_req=False):
-        assert (plural, name) == ("clustertrainingruntimes", RUNTIME["metadata"]["name"])
+    def get_namespaced_custom_object(self, group, version, namespace, plural, name, async_req=False):
+        if (plural, name) != ("trainingruntimes", RUNTIME["metadata"]["name"]):
+            raise ApiException(status=404)
         return _Done(RUNTIME)
 
     def create_namespaced_custom_object(self, group, version, namespace, plural, body):
@@ -124,7 +122,7 @@ def test_submits_a_valid_trainjob_running_the_trainer_under_mpirun(tmp_path, tra
     validate_custom_resource(job)  # the upstream Trainer v2.3.0 CRD, strict
     profile = load_profile(trainjob_profile)
     assert job["metadata"]["name"] == "tiny-cpt" and job["metadata"]["namespace"] == profile.namespace
-    assert job["spec"]["runtimeRef"] == {"name": "deepspeed-distributed", "kind": "ClusterTrainingRuntime"}
+    assert job["spec"]["runtimeRef"] == {"name": profile.training.runtime, "kind": "TrainingRuntime"}
     trainer = job["spec"]["trainer"]
     assert trainer["image"] == profile.images.trainer and trainer["numNodes"] == 1
     assert trainer["resourcesPerNode"]["limits"][profile.gpu_resource] == "2"  # tiny: 2 processes, one GPU each

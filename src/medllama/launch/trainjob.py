@@ -1,7 +1,7 @@
 """Run a training stage as a TrainJob (Kubeflow Trainer v2, trainer.kubeflow.org) through the kubeflow SDK.
 
-The job runs on a DeepSpeed training runtime (upstream `deepspeed-distributed`: an MPI launcher plus
-nodes running sshd) with our trainer image. The launcher starts the same `-m medllama.train ...` as every
+The job runs on the profile's DeepSpeed training runtime (k8s/base/training-runtime.yaml: upstream
+`deepspeed-distributed`'s layout, an MPI launcher plus nodes running sshd, with our trainer image). The launcher starts the same `-m medllama.train ...` as every
 other launcher under `mpirun`; DeepSpeed reads the ranks from OpenMPI's environment (mpi4py is in the
 image). Paths are inside the pods (the work PVC) or s3:// URIs; supervision is launch.kubernetes.supervise.
 """
