@@ -105,9 +105,20 @@ def module_file(name: str) -> Path | None:
     return None
 
 
+def package_modules(name: str) -> list[str]:
+    """`name` and, for a package, every module under it."""
+    path = module_file(name)
+    if path is None or path.name != "__init__.py":
+        return [name]
+    return [name] + [".".join((name, *p.relative_to(path.parent).with_suffix("").parts)).removesuffix(".__init__")
+                     for p in sorted(path.parent.rglob("*.py")) if p != path]
+
+
 def third_party_imports(roots: list[str]) -> set[str]:
-    """Top-level modules outside medllama and the stdlib that `roots` import, following medllama's modules."""
-    found, seen, todo = set(), set(), list(roots)
+    """Top-level modules outside medllama and the stdlib that `roots` (and every package under them) import,
+    following the medllama modules they import."""
+    found, seen = set(), set()
+    todo = [m for root in roots for m in package_modules(root)]
     while todo:
         name = todo.pop()
         if not name.startswith("medllama"):
@@ -117,21 +128,21 @@ def third_party_imports(roots: list[str]) -> set[str]:
         if path is None or path in seen:
             continue
         seen.add(path)
-        if path.name == "__init__.py":  # a package: all of its modules
-            todo += [f"{name}.{p.stem}" for p in path.parent.glob("*.py") if p.stem != "__init__"]
-            todo += [f"{name}.{p.parent.name}" for p in path.parent.glob("*/__init__.py")]
         tree = ast.parse(path.read_text())
         parents = {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
         for node in ast.walk(tree):
-            if isinstance(node, (ast.Import, ast.ImportFrom)) and not _guarded(node, parents):
-                if isinstance(node, ast.ImportFrom) and node.level:
-                    package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
-                    base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1])
-                    todo.append(f"{base}.{node.module}" if node.module else base)
-                elif isinstance(node, ast.ImportFrom):
-                    todo.append(node.module)
-                else:
-                    todo += [a.name for a in node.names]
+            if not isinstance(node, (ast.Import, ast.ImportFrom)) or _guarded(node, parents):
+                continue
+            if isinstance(node, ast.Import):
+                todo += [a.name for a in node.names]
+                continue
+            module = node.module or ""
+            if node.level:
+                package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+                base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1])
+                module = f"{base}.{module}" if module else base
+            todo.append(module)
+            todo += [f"{module}.{a.name}" for a in node.names if module_file(f"{module}.{a.name}")]
     return {m for m in found if m not in sys.stdlib_module_names and m != "__future__"}
 
 
