@@ -15,7 +15,7 @@ JOB = yaml.safe_load((CRD_DIR.parents[1] / "k8s" / "jobs" / "me-llama-13b-cpt.ya
 ISVC = {
     "apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
     "metadata": {"name": "me-llama", "labels": {"app": "medllama"}},
-    "spec": {"predictor": {"model": {"modelFormat": {"name": "medllama"}, "runtime": "medllama-cpu",
+    "spec": {"predictor": {"model": {"modelFormat": {"name": "medllama"}, "runtime": "medllama-serve",
                                      "storageUri": "s3://models/me-llama",
                                      "resources": {"limits": {"cpu": 2, "memory": "8Gi"}}}}},
 }

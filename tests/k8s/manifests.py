@@ -118,3 +118,13 @@ def policy_violations(obj: dict) -> list[str]:
             if image and "@sha256:" not in image and (":" not in tag or tag.endswith(":latest")):
                 found.append(f"{name}: image {image} is not pinned")
     return found
+
+
+def cli_verbs() -> set[str]:
+    """The verbs of this checkout's `medllama` CLI."""
+    import argparse
+
+    from medllama.cli import build_parser
+
+    (sub,) = [a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    return set(sub.choices)

@@ -61,7 +61,7 @@ def test_settings_come_from_the_cluster_profile(values, profile):
     assert pvc["resources"]["requests"]["storage"] == p.work.size and pvc["accessModes"] == ["ReadWriteMany"]
     assert ("ServiceAccount", p.service_account) in objs and ("TrainingRuntime", p.training.runtime) in objs
     assert objs[("Deployment", "medllama-gate")]["spec"]["template"]["spec"]["containers"][0]["image"] == p.images.gate
-    assert objs[("ServingRuntime", "medllama-cpu")]["spec"]["containers"][0]["image"] == p.images.serve
+    assert objs[("ServingRuntime", "medllama-serve")]["spec"]["containers"][0]["image"] == p.images.serve
     isvc = objs[("InferenceService", "me-llama")]["spec"]["predictor"]
     if profile == "gpu":
         assert isvc["model"]["resources"]["limits"][p.gpu_resource] == "1"
