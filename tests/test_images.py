@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SRC = ROOT / "src"
 IMAGES = sorted((ROOT / "images").glob("*.Dockerfile"))
 BASE_PROVIDES = {"nvcr.io/nvidia/pytorch": {"torch"}}  # the NGC image's CUDA torch (pip keeps it)
-PENDING = {"serve": "the serve extra and `medllama serve` land with the serve helper (issue 12)"}
+PENDING = {"serve": "the serve extra and `medllama serve` land with the serve helper (issue 9)"}
 
 
 def instructions(path: Path) -> list[tuple[str, str]]:

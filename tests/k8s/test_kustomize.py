@@ -102,7 +102,7 @@ def test_containers_run_our_cli_with_flags_it_has(overlay):
     assert container["command"][0] == "medllama"
     argv = container["command"][1:] + container["args"] + isvc["spec"]["predictor"]["model"]["args"]
     if "serve" not in cli_verbs():
-        pytest.skip("`medllama serve` is not in this checkout's CLI yet (serve helper, issue 12)")
+        pytest.skip("`medllama serve` is not in this checkout's CLI yet (serve helper, issue 9)")
     args = build_parser().parse_args(argv)  # KServe appends the InferenceService's args to the runtime's
     assert (args.command, args.port, args.model) == ("serve", 8080, argv[-1])
 
