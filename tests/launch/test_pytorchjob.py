@@ -85,4 +85,8 @@ def test_names_are_validated_and_derived():
 
 def test_gpus_must_match_processes_per_pod():
     with pytest.raises(ValueError, match="one process per GPU"):
-        PyTorchJobOptions(name="x", namespace="ml", image="r/t:1", nproc_per_node=2, gpus=8)
+        PyTorchJobOptions(name="x", namespace="ml", image="r/t:1", nproc_per_node=2, gpus=8, gpu_resource="nvidia.com/gpu")
+    with pytest.raises(ValueError, match="gpu_resource"):
+        PyTorchJobOptions(name="x", namespace="ml", image="r/t:1", nproc_per_node=2, gpus=2)
+    with pytest.raises(ValueError, match="mount_path"):
+        PyTorchJobOptions(name="x", namespace="ml", image="r/t:1", pvc="work")

@@ -34,10 +34,10 @@ class PyTorchJobOptions:
     cpu: str | None = None
     memory: str | None = None
     gpus: int = 0  # GPUs per pod
-    gpu_resource: str = "nvidia.com/gpu"
+    gpu_resource: str | None = None  # the extended resource of a GPU, e.g. nvidia.com/gpu (needed when gpus > 0)
     shm_size: str = "1Gi"
     pvc: str | None = None  # PersistentVolumeClaim with data, tokenizer and outputs
-    mount_path: str = "/mnt/medllama"
+    mount_path: str | None = None  # where the PVC is mounted (needed with pvc)
     env: dict[str, str] = field(default_factory=dict)
     secret_env: dict[str, str] = field(default_factory=dict)  # env variable -> Secret holding a key of that name
     backoff_limit: int = 3
@@ -55,6 +55,8 @@ class PyTorchJobOptions:
             raise ValueError(f"job name {self.name!r}: use lower-case letters, digits and '-', at most 45 characters")
         if self.nnodes < 1 or self.nproc_per_node < 1:
             raise ValueError("nnodes and nproc_per_node must be >= 1")
+        if (self.gpus and not self.gpu_resource) or (self.pvc and not self.mount_path):
+            raise ValueError("gpus need gpu_resource and pvc needs mount_path (the cluster profile has both)")
         if self.gpus and self.gpus != self.nproc_per_node:
             raise ValueError(f"gpus={self.gpus} per pod but nproc_per_node={self.nproc_per_node}: torchrun starts one "
                              "process per GPU; make them equal (set the recipe's nproc_per_node or gpus)")

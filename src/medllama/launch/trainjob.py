@@ -39,8 +39,8 @@ def mpirun_command(train: list[str], nnodes: int, nproc_per_node: int, env_names
 
 def trainjob_request(train: list[str], stage: TrainStage, *, runtime: str, name: str | None = None, namespace: str,
                      image: str, cpu: str | None = None,
-                     memory: str | None = None, gpus: int = 0, gpu_resource: str = "nvidia.com/gpu",
-                     shm_size: str = "1Gi", pvc: str | None = None, mount_path: str = "/mnt/medllama",
+                     memory: str | None = None, gpus: int = 0, gpu_resource: str | None = None,
+                     shm_size: str = "1Gi", pvc: str | None = None, mount_path: str | None = None,
                      env: dict[str, str] | None = None, secret_env: dict[str, str] | None = None,
                      node_selector: dict[str, str] | None = None, tolerations: list[dict] | None = None,
                      labels: dict[str, str] | None = None, **ignored: Any) -> dict:
