@@ -4,18 +4,23 @@
 
 Builds a ~33M-parameter Llama (random init; hidden 512, 8 layers, 8 heads, intermediate 1376) and a byte-level
 BPE tokenizer trained here with `tokenizers`, writes synthetic, fictional questions in the MedQA and PubMedQA
-release formats, then scores them in log-likelihood mode with both evaluators:
+release formats, then scores them with both evaluators:
 
-- medqa-text: 4 options of several tokens each, scored by their text (medllama: `option_text`; lm-eval:
-  `doc_to_choice` = the option texts). medllama runs each prompt once and reuses its KV cache for the options;
-  lm-eval runs prompt + option four times.
-- pubmedqa: yes/no/maybe after the abstract, one token each; lm-eval already groups them into one pass.
+- medqa-gen, pubmedqa-gen: the mode the paper recipes use (zero-shot generation, greedy, the task's
+  max_new_tokens, stop at EOS), medllama `run_examples(mode="generate")` against lm-eval's `generate_until`
+  (`until: []`, so EOS only; `max_gen_toks` the same) on the same prompts; the raw outputs must be identical.
+- medqa-text (option-text log-likelihood, the figure kept from before, labelled as such): 4 options of
+  several tokens each, scored by their text (medllama: `option_text`; lm-eval: `doc_to_choice` = the option
+  texts). medllama runs each prompt once and reuses its KV cache for the options; lm-eval runs prompt +
+  option four times.
+- pubmedqa (log-likelihood): yes/no/maybe after the abstract, one token each; lm-eval groups them into one pass.
 
 lm-eval runs its `hf` model on the saved model directory (add_bos_token=True, as medllama's prompts start with
 <s>) over a task YAML whose data is a JSONL of the prompts medllama rendered from the release files (its default
 instruction template, which ends in a newline) with `target_delimiter: ""`, so both score the same token
 sequences (lm-eval moves the newline into the continuation: a term common to all options). Predictions must agree item by item (the
-script fails otherwise). Timed: the scoring call (medllama `loglikelihoods`; lm-eval `HFLM.loglikelihood`) and
+script fails otherwise). Timed: the model call (medllama `loglikelihoods` or `generate`; lm-eval `HFLM.loglikelihood` or
+`HFLM.generate_until`) and
 the whole evaluation after the model is loaded (medllama `run_examples` + metrics; lm-eval `simple_evaluate`
 with the loaded HFLM). Offline: HF_HUB_OFFLINE / HF_DATASETS_OFFLINE are set before anything is imported.
 """
@@ -115,22 +120,29 @@ def build_model(path: Path, corpus: list[str], size: dict, seed: int = 0) -> dic
     return {**size, "params": sum(p.numel() for p in model.parameters()), "vocab": len(tok)}
 
 
+# case -> (task, file, mode)
+CASES = {"medqa-gen": ("medqa", "medqa", "generate"), "pubmedqa-gen": ("pubmedqa", "pubmedqa", "generate"),
+         "medqa-text": ("medqa-text", "medqa", "loglikelihood"), "pubmedqa": ("pubmedqa", "pubmedqa", "loglikelihood")}
+
+
 def bench_tasks():
-    """The two cases as medllama tasks: MedQA scored by option text, PubMedQA by its one-token labels."""
+    """The cases' medllama tasks: MedQA and PubMedQA as shipped, and MedQA scored by option text."""
     from dataclasses import replace
 
     from medllama.evaluate import get_task
 
     medqa = get_task("medqa")
-    return {"medqa-text": replace(medqa, name="medqa-text", option_text=True), "pubmedqa": get_task("pubmedqa")}
+    return {"medqa": medqa, "medqa-text": replace(medqa, name="medqa-text", option_text=True),
+            "pubmedqa": get_task("pubmedqa")}
 
 
-def run_ours(lm, task, examples, batch_size: int) -> dict:
+def run_ours(lm, task, examples, batch_size: int, mode: str = "loglikelihood") -> dict:
     import medllama.evaluate.run as run_module
     from medllama.evaluate import run_examples
 
     timer = {"scoring_s": 0.0}
-    inner = run_module.loglikelihoods  # the scoring call run_examples makes; timed in place
+    call = "loglikelihoods" if mode == "loglikelihood" else "generate"
+    inner = getattr(run_module, call)  # the model call run_examples makes; timed in place
 
     def timed(*args, **kwargs):
         t = time.perf_counter()
@@ -139,16 +151,33 @@ def run_ours(lm, task, examples, batch_size: int) -> dict:
         finally:
             timer["scoring_s"] += time.perf_counter() - t
 
-    run_module.loglikelihoods = timed
+    setattr(run_module, call, timed)
     try:
         t0 = time.perf_counter()
-        samples, _, _ = run_examples(lm, task, examples, "loglikelihood", batch_size)  # the default template
+        samples, _, _ = run_examples(lm, task, examples, mode, batch_size)  # the default template
         task.metrics([s.reference for s in samples], [s.prediction for s in samples], task.labels)
         total = time.perf_counter() - t0
     finally:
-        run_module.loglikelihoods = inner
-    return {"predictions": [s.prediction for s in samples], "eval_s": total, **timer,
-            "prompts": [s.prompt for s in samples]}
+        setattr(run_module, call, inner)
+    # generate mode: the raw outputs must match lm-eval's; loglikelihood: the chosen labels
+    answers = [s.output for s in samples] if mode == "generate" else [s.prediction for s in samples]
+    return {"predictions": answers, "eval_s": total, **timer, "prompts": [s.prompt for s in samples]}
+
+
+def lm_eval_gen_task(root: Path, name: str, examples, prompts: list[str], max_new_tokens: int) -> str:
+    """A JSONL of the rendered prompts and a generate_until task YAML over it (greedy, EOS only)."""
+    root.mkdir(parents=True, exist_ok=True)
+    data = root / f"{name}.jsonl"
+    with data.open("w") as f:
+        for ex, prompt in zip(examples, prompts):
+            f.write(json.dumps({"prompt": prompt, "target": ex.reference}) + "\n")
+    task_name = f"medllama_bench_{name.replace('-', '_')}"
+    (root / f"{task_name}.yaml").write_text(
+        f"task: {task_name}\ndataset_path: json\ndataset_kwargs:\n  data_files:\n    test: {data}\n"
+        "test_split: test\noutput_type: generate_until\ndoc_to_text: prompt\ndoc_to_target: target\n"
+        f"target_delimiter: \"\"\ngeneration_kwargs:\n  until: []\n  max_gen_toks: {max_new_tokens}\n"
+        "  do_sample: false\nmetric_list:\n  - metric: exact_match\n")
+    return task_name
 
 
 def lm_eval_task(root: Path, name: str, task, examples, prompts: list[str]) -> str:
@@ -170,11 +199,13 @@ def lm_eval_task(root: Path, name: str, task, examples, prompts: list[str]) -> s
     return task_name
 
 
-def run_lm_eval(hflm, task_manager, task_name: str, batch_size: int, limit: int | None = None) -> dict:
+def run_lm_eval(hflm, task_manager, task_name: str, batch_size: int, limit: int | None = None,
+                mode: str = "loglikelihood") -> dict:
     import lm_eval
 
     timer = {"scoring_s": 0.0}
-    inner = hflm.loglikelihood
+    call = "loglikelihood" if mode == "loglikelihood" else "generate_until"
+    inner = getattr(hflm, call)
 
     def timed(requests, *args, **kwargs):
         t = time.perf_counter()
@@ -183,7 +214,7 @@ def run_lm_eval(hflm, task_manager, task_name: str, batch_size: int, limit: int 
         finally:
             timer["scoring_s"] += time.perf_counter() - t
 
-    hflm.loglikelihood = timed
+    setattr(hflm, call, timed)
     try:
         t0 = time.perf_counter()
         out = lm_eval.simple_evaluate(model=hflm, tasks=[task_name], batch_size=batch_size, log_samples=True,
@@ -192,8 +223,10 @@ def run_lm_eval(hflm, task_manager, task_name: str, batch_size: int, limit: int 
                                       limit=limit)
         total = time.perf_counter() - t0
     finally:
-        hflm.loglikelihood = inner
+        setattr(hflm, call, inner)
     rows = sorted(out["samples"][task_name], key=lambda r: r["doc_id"])
+    if mode == "generate":
+        return {"predictions": [r["resps"][0][0] for r in rows], "eval_s": total, **timer}
     preds = []
     for r in rows:
         lls = [resp[0] for resp in r["filtered_resps"]]
@@ -201,14 +234,15 @@ def run_lm_eval(hflm, task_manager, task_name: str, batch_size: int, limit: int 
     return {"predictions": preds, "eval_s": total, **timer}
 
 
-def summarize(runs: dict[str, list[dict]], examples) -> dict:
+def summarize(runs: dict[str, list[dict]], examples, mode: str = "loglikelihood") -> dict:
     """Best-of-rounds questions/s per evaluator (scoring call and whole evaluation), speed-ups, agreement."""
     n = len(examples)
     ours, theirs = runs["medllama"][0]["predictions"], runs["lm_eval"][0]["predictions"]
     assert all(r["predictions"] == ours for r in runs["medllama"]) and all(
         r["predictions"] == theirs for r in runs["lm_eval"]), "a rerun changed its own predictions"
-    out = {"questions": n, "agreement": f"{sum(a == b for a, b in zip(ours, theirs, strict=True))}/{n}",
-           "accuracy": sum(p == e.reference for p, e in zip(ours, examples)) / n}
+    out = {"questions": n, "agreement": f"{sum(a == b for a, b in zip(ours, theirs, strict=True))}/{n}"}
+    if mode == "loglikelihood":
+        out["accuracy"] = sum(p == e.reference for p, e in zip(ours, examples)) / n
     for who, rs in runs.items():
         best = {k: min(r[k] for r in rs) for k in ("scoring_s", "eval_s")}
         out[who] = {"scoring_qps": n / best["scoring_s"], "eval_qps": n / best["eval_s"], **best,
@@ -233,6 +267,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=3, help="timed runs of each evaluator, alternating; best counts")
     ap.add_argument("--smoke", action="store_true", help="a tiny model and short texts: checks the wiring only")
+    ap.add_argument("--cases", default=",".join(CASES), help=f"comma-separated, of {list(CASES)}")
     ap.add_argument("--work", help="directory for the model and data (default: a temporary one)")
     ap.add_argument("--out", help="write the results JSON here")
     args = ap.parse_args(argv)
@@ -249,7 +284,8 @@ def main(argv: list[str] | None = None) -> dict:
         root = Path(args.work or tmp)
         files = write_release_files(root / "data", args.n, scale=0.25 if args.smoke else 1.0)
         tasks = bench_tasks()
-        examples = {name: tasks[name].load(path, None) for name, path in files.items()}
+        examples = {name: tasks[name].load(path, None) for name, path in
+                    (("medqa", files["medqa-text"]), ("medqa-text", files["medqa-text"]), ("pubmedqa", files["pubmedqa"]))}
         corpus = [t for exs in examples.values() for e in exs for t in (e.question, e.context, *e.options.values())]
         # the answers as words of their own, so that "yes", "no", "maybe" are one token each
         corpus += [tasks[n].instruction for n in tasks] + ["yes", "no", "maybe", " yes", " no", " maybe"] * 50
@@ -262,19 +298,24 @@ def main(argv: list[str] | None = None) -> dict:
                    "load_avg_before": os.getloadavg(), "versions": versions(), "model": model_info,
                    "batch_size": args.batch_size, "threads": args.threads, "n": args.n, "rounds": args.rounds,
                    "command": " ".join([Path(sys.executable).name, *sys.argv]), "cases": {}}
-        for name, task in tasks.items():
-            exs = examples[name]
-            run_ours(lm, task, exs[: args.batch_size], args.batch_size)  # warm-up, untimed
-            ours = run_ours(lm, task, exs, args.batch_size)
-            task_name = lm_eval_task(root / "lm_eval_tasks", name, task, exs, ours["prompts"])
+        for name in args.cases.split(","):
+            task_key, _, mode = CASES[name]
+            task, exs = tasks[task_key], examples[task_key]
+            run_ours(lm, task, exs[: args.batch_size], args.batch_size, mode)  # warm-up, untimed
+            ours = run_ours(lm, task, exs, args.batch_size, mode)
+            if mode == "generate":
+                max_new = min(task.max_new_tokens, lm.max_len // 2)  # as run_examples caps it
+                task_name = lm_eval_gen_task(root / "lm_eval_tasks", name, exs, ours["prompts"], max_new)
+            else:
+                task_name = lm_eval_task(root / "lm_eval_tasks", name, task, exs, ours["prompts"])
             # built once, untimed: it indexes lm-eval's thousands of bundled task files
             manager = TaskManager(include_path=str(root / "lm_eval_tasks"))
-            run_lm_eval(hflm, manager, task_name, args.batch_size, limit=args.batch_size)  # warm-up, datasets cache
+            run_lm_eval(hflm, manager, task_name, args.batch_size, args.batch_size, mode)  # warm-up, datasets cache
             runs = {"medllama": [], "lm_eval": []}
             for _ in range(args.rounds):  # alternating, so that a busy spell on the machine hits both
-                runs["medllama"].append(ours if not runs["medllama"] else run_ours(lm, task, exs, args.batch_size))
-                runs["lm_eval"].append(run_lm_eval(hflm, manager, task_name, args.batch_size))
-            results["cases"][name] = summarize(runs, exs)
+                runs["medllama"].append(ours if not runs["medllama"] else run_ours(lm, task, exs, args.batch_size, mode))
+                runs["lm_eval"].append(run_lm_eval(hflm, manager, task_name, args.batch_size, mode=mode))
+            results["cases"][name] = {"mode": mode, **summarize(runs, exs, mode)}
             agree = results["cases"][name]["agreement"]
             if agree != f"{len(exs)}/{len(exs)}":
                 raise SystemExit(f"{name}: predictions differ ({agree} agree)")

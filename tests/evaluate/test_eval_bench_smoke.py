@@ -1,4 +1,5 @@
-"""bench/eval_throughput.py at its smallest: both evaluators run and agree item by item (no timing checked)."""
+"""bench/eval_throughput.py at its smallest: both evaluators run and agree item by item, in generate mode (the
+paper recipes' mode, vs lm-eval's generate_until) and option-text log-likelihood (no timing checked)."""
 
 from __future__ import annotations
 
@@ -17,9 +18,10 @@ def test_bench_runs_and_predictions_agree(tmp_path):
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     out = bench.main(["--smoke", "--n", "4", "--batch-size", "2", "--rounds", "1", "--work", str(tmp_path),
-                      "--out", str(tmp_path / "r.json")])
-    assert set(out["cases"]) == {"medqa-text", "pubmedqa"}
+                      "--cases", "pubmedqa-gen,medqa-text", "--out", str(tmp_path / "r.json")])
+    assert {name: c["mode"] for name, c in out["cases"].items()} == {"pubmedqa-gen": "generate",
+                                                                     "medqa-text": "loglikelihood"}
     for case in out["cases"].values():
-        assert case["agreement"] == "4/4"
+        assert case["agreement"] == "4/4"  # generate: the raw outputs are identical; loglikelihood: the labels
         assert case["medllama"]["scoring_qps"] > 0 and case["lm_eval"]["scoring_qps"] > 0
     assert (tmp_path / "r.json").exists() and out["versions"]["lm_eval"]

@@ -6,8 +6,11 @@ split at whitespace and ASCII punctuation with ASCII letters lower-cased (`clean
 C-speed encode + translate + split), so the check does not depend on the tokenizer and matches across
 punctuation, case and spacing differences. The default n of 13 words follows GPT-3's decontamination.
 An example's text is every string field of its record in the release file (question, context,
-options, answers): all of it is test data. Examples with fewer than n words cannot match and are counted as
-`examples_too_short`.
+options, answers): all of it is test data, read by the evaluation task's own loader
+(`medllama.evaluate.tasks.example_texts`, torch-free), so an example is what the benchmark scores: a DDI
+drug pair of an XML sentence, a CSV row, a PubMedQA test question of the JSON object, a JSONL line, a HoC
+abstract of the release tree. Examples with fewer than n words cannot match and are counted as
+`examples_too_short`. The same index checks the instruction-tuning examples (prepare's SFT rows).
 
 Matching is vectorised: every word gets an id (words never seen in an evaluation set cannot be in a
 matching n-gram and get -1), each n-gram window a 64-bit polynomial hash computed with numpy, and
@@ -16,17 +19,14 @@ a hash hit is confirmed on the words themselves, so a hash collision never drops
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, field
 from itertools import repeat
-from pathlib import Path
-from typing import Iterator, Literal
+from typing import Literal
 
 import numpy as np
 
 from medllama.data.clean import clean_text, split_words
-from medllama.storage import fetch
 
 log = logging.getLogger(__name__)
 
@@ -130,51 +130,16 @@ class Decontaminator:
 
 
 def from_eval_tasks(tasks, n: int = DEFAULT_NGRAM) -> Decontaminator:
-    """The index of the recipe's evaluation tasks (`recipe.eval.tasks`): every example of each release
-    file (a task's `limit` is ignored: the whole test set stays out of training)."""
+    """The index of the recipe's evaluation tasks (`recipe.eval.tasks`): every example of each task's scored
+    split (a task's `limit` is ignored: the whole test set stays out of training)."""
+    from medllama.evaluate.tasks import example_texts  # torch-free: the loaders only
+
     dec = Decontaminator(n=n)
     for spec in tasks:
-        texts = release_texts(fetch(spec.data))
+        texts = example_texts(spec)
         dec.add_set(spec.name, texts)
         log.info("decontamination: %s, %d examples", spec.name, len(texts))
     return dec
-
-
-def release_texts(path: Path) -> list[str]:
-    """One text per example of an evaluation release, whatever its layout: every string field of each
-    record (question, context, options, and answers too: all of it is test data) of a JSON object
-    keyed by id, a JSON list or JSON lines; one example per file for plain text (a release tree such as
-    HoC's is read file by file). Read here rather than through the task modules of `medllama.evaluate`
-    so that preparing data needs neither those modules nor torch, and any new task is covered as is."""
-    if path.is_dir():
-        return [t for f in sorted(path.rglob("*")) if f.is_file() for t in release_texts(f)]
-    raw = path.read_text(encoding="utf-8", errors="replace")
-    try:
-        whole = json.loads(raw)
-    except ValueError:
-        try:
-            records = [json.loads(line) for line in raw.splitlines() if line.strip()]
-        except ValueError:
-            return [raw] if raw.strip() else []
-    else:
-        if isinstance(whole, list):
-            records = whole
-        elif isinstance(whole, dict) and whole and all(isinstance(v, (dict, list)) for v in whole.values()):
-            records = list(whole.values())  # keyed by id (PubMedQA's ori_pqal.json)
-        else:
-            records = [whole]
-    return ["\n".join(_strings(r)) for r in records]
-
-
-def _strings(value) -> Iterator[str]:
-    if isinstance(value, str):
-        yield value
-    elif isinstance(value, dict):
-        for v in value.values():
-            yield from _strings(v)
-    elif isinstance(value, list):
-        for v in value:
-            yield from _strings(v)
 
 
 def merge_reports(reports: list[dict]) -> dict:
@@ -188,4 +153,5 @@ def merge_reports(reports: list[dict]) -> dict:
             cur["matched_ids"] |= set(st.get("matched_ids", ()))
     for st in out.values():
         st["examples_matched"] = len(st.pop("matched_ids"))
+        st["share"] = round(st["examples_matched"] / st["examples"], 4) if st["examples"] else 0.0
     return out

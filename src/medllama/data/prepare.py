@@ -46,6 +46,7 @@ from medllama.data.decontam import (
     from_eval_tasks,
     merge_reports,
 )
+from medllama.data.clean import clean_text
 from medllama.data.instructions import build_row, iter_examples, render_prompt
 from medllama.data.mix import MixPlan, plan_mix
 from medllama.data.packed import Manifest, PackedWriter, token_dtype
@@ -115,7 +116,7 @@ def prepare(recipe: Recipe, output_dir: str | Path, *, near_dup_threshold: float
                     tok = _fresh_tokenizer(recipe.model.tokenizer, out / "tokenizer")
                     # the SFT rows need only the tokenizer: built now, they are off the merge's serial tail
                     shutil.rmtree(out / "sft", ignore_errors=True)
-                    sft = _pack_sft(tok, recipe, out / "sft", token_dtype(len(tok)), quiet)
+                    sft = _pack_sft(tok, recipe, out / "sft", token_dtype(len(tok)), quiet, options)
                 _preload(options.near_dup_threshold is not None)
                 for job in jobs:
                     job.result()
@@ -271,7 +272,7 @@ def _merge(recipe: Recipe, resolved, shard_dirs: list[Path], out: Path, options:
         st.docs_selected, st.tokens_selected = len(plan.selected[d]), plan.selected_tokens[d]
     cpt_stats = _pack_cpt(tok, plan, lengths, token_files, dtype, spec.seq_len, spec.seed, dirs["cpt"], quiet)
     log.info("merge: mix and CPT rows %.1fs", time.perf_counter() - t0)
-    sft_stats, sft_lengths = sft if sft is not None else _pack_sft(tok, recipe, dirs["sft"], dtype, quiet)
+    sft_stats, sft_lengths = sft if sft is not None else _pack_sft(tok, recipe, dirs["sft"], dtype, quiet, options)
     log.info("merge: SFT rows %.1fs", time.perf_counter() - t0)
     stats = summarize(recipe, tok, resolved, domains, plan, cpt_stats, sft_stats,
                       source_counts(resolved, origin, lengths, plan))
@@ -388,14 +389,22 @@ def _cut_rows(writer: PackedWriter, stream: np.ndarray, doc_at: np.ndarray, seq_
     return stream[rows * seq_len:].copy(), rest
 
 
-def _pack_sft(tok, recipe: Recipe, dest: Path, dtype, quiet) -> tuple[dict, list[int]]:
+def _pack_sft(tok, recipe: Recipe, dest: Path, dtype, quiet, options: ShardOptions) -> tuple[dict, list[int]]:
+    """The SFT rows; instruction examples sharing an n-gram with an evaluation set are dropped (or flagged) as
+    corpus documents are, counted per set in the stats' `decontamination`."""
     spec = recipe.data
     manifest = Manifest("sft", spec.seq_len, dtype.name, len(tok), tok.eos_token_id, tok.pad_token_id)
     writer = PackedWriter(dest, manifest)
     drops, counts, lengths = Counter(), Counter(), []
-    examples = 0
+    decon = from_eval_tasks(recipe.eval.tasks, options.ngram) if options.decontaminate != "off" else None
+    examples = matched = 0
     for ex in tqdm(iter_examples(spec.instructions, drops), desc="pack sft", unit="ex", disable=quiet):
         examples += 1
+        if decon is not None and decon.matches(clean_text(f"{render_prompt(ex, spec)}\n{ex.output}")):
+            matched += 1
+            if options.decontaminate == "drop":
+                drops["contaminated"] += 1
+                continue
         row = build_row(tok, ex, spec, counts, lengths)
         if row is not None:
             writer.add(*row)
@@ -404,5 +413,12 @@ def _pack_sft(tok, recipe: Recipe, dest: Path, dtype, quiet) -> tuple[dict, list
         "truncated": counts["truncated"],
         "drops": dict(sorted((drops + Counter(prompt_too_long=counts["prompt_too_long"])).items())),
     }
+    if decon is not None:
+        sets = merge_reports([decon.report()])
+        manifest.stats["decontamination"] = {
+            "mode": options.decontaminate, "examples_matched": matched,
+            "share": round(matched / examples, 4) if examples else 0.0,
+            "sets": {name: {"instructions_matched": st["docs_matched"], "test_examples_found": st["examples_matched"],
+                            "test_share": st["share"]} for name, st in sets.items()}}
     writer.close()
     return {"rows": manifest.rows, **manifest.stats}, lengths

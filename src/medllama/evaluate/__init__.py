@@ -9,9 +9,19 @@ from __future__ import annotations
 from medllama import storage
 from medllama.evaluate.promotion import PromotionDecision, decide_promotion, plot_comparison
 from medllama.evaluate.report import EvalReport
-from medllama.evaluate.run import evaluate, run_examples, score_predictions
 from medllama.evaluate.tasks import TASKS, CredentialedDataError, TaskError, get_task, locate_all
 from medllama.recipe import EvalTask
+
+_RUN = ("evaluate", "run_examples", "score_predictions")  # need torch: imported on first use, so that the task
+# loaders (medllama.evaluate.tasks, used by data preparation's decontamination) stay torch-free
+
+
+def __getattr__(name: str):
+    if name in _RUN:
+        from medllama.evaluate import run
+
+        return getattr(run, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def sample_data(task: str) -> str:
@@ -30,12 +40,16 @@ def evaluate_cli(model: str, task: str, data: str | None = None, limit: int | No
     if data and len(names) > 1:
         raise TaskError("--data names one file: give one task with it, or leave --data out to use the samples")
     specs = [EvalTask(name=n, data=data or sample_data(n), limit=limit, mode=mode) for n in names]
+    from medllama.evaluate.run import evaluate
+
     report = evaluate(model, specs, batch_size=batch_size, output=output)
     return {**report.metrics, **({"notes": report.notes} if report.notes else {})}
 
 
 def score_cli(task: str, predictions: str) -> dict[str, object]:
     """`medllama score`: re-score a predictions JSONL without a model; notes say what was not computed."""
+    from medllama.evaluate.run import score_predictions
+
     metrics = score_predictions(task, predictions)
     return {**metrics, **({"notes": metrics.notes} if metrics.notes else {})}
 

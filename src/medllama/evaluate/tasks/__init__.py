@@ -36,6 +36,14 @@ def task_data(task: Task, uri: str) -> Path:
     return path
 
 
+def example_texts(spec) -> list[str]:
+    """One text per example of an evaluation set (`recipe.eval.tasks[i]`), read by the task's own loader
+    whatever the release format (XML pairs, CSV rows, JSON records, JSONL lines, a tree of text files); the
+    whole scored split, whatever the spec's `limit`."""
+    task = get_task(spec.name)
+    return [task.text_view(ex) for ex in task.load(task_data(task, spec.data), None)]
+
+
 def locate_all(specs) -> dict[str, Path]:
     """Every task's local data (`recipe.eval.tasks`), checked before any model loads (present, and its first
     example readable); one error names every missing or unreadable dataset and where to obtain it."""
@@ -54,4 +62,5 @@ def locate_all(specs) -> dict[str, Path]:
     return found
 
 
-__all__ = ["TASKS", "CredentialedDataError", "Example", "Task", "TaskError", "get_task", "locate_all", "task_data"]
+__all__ = ["TASKS", "CredentialedDataError", "Example", "Task", "TaskError", "example_texts", "get_task", "locate_all",
+           "task_data"]

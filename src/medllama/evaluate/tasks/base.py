@@ -78,6 +78,12 @@ class Task:
         """What is scored after the prompt for `label`: the label itself, or its option text."""
         return example.options[label] if self.option_text and example.options else label
 
+    def text_view(self, example: Example) -> str:
+        """Everything of an example that is test data (question, context, options, answer), one text: what
+        decontamination looks for in training data."""
+        return "\n".join(x for x in (example.question, example.context, *example.options.values(),
+                                     example.reference) if x)
+
     def read(self, output: str, example: Example) -> str | None:
         """The answer in a generation (with the example's input where the task needs it)."""
         return self.parse_with_input(output, example) if self.parse_with_input else self.parse(output)
