@@ -16,10 +16,12 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/servers.py
 from servers import _process_group, free_port, venv_bin, wait_until, _http_ok  # noqa: E402
+import socket  # noqa: E402
 
 from medllama.gate import keys
 from medllama.gate.config import GateConfig, load_config
 from medllama.gate.db import make_engine, utcnow
+from medllama.gate.nginx import Route, server_block
 from medllama.gate.repository import Repository, migrate
 
 MODEL = "me-llama-tiny"  # needs me-llama-dua version 2
@@ -137,10 +139,12 @@ def standin_model_server(log: Path) -> Iterator[Server]:
 
 
 @contextlib.contextmanager
-def gate_server(config_path: Path, log: Path, upstream: str | None = None) -> Iterator[Server]:
-    """`medllama gate serve` as users run it, admin token from the environment."""
+def gate_server(config_path: Path, log: Path, upstream: str | None = None, access_log: bool = True) -> Iterator[Server]:
+    """`medllama gate serve` as users run it, admin token from the environment (access log on: tests read it)."""
     port = free_port()
     cmd = [venv_bin("medllama") or "medllama", "gate", "--config", str(config_path), "serve", "--port", str(port)]
+    if access_log:
+        cmd.append("--access-log")
     if upstream:
         cmd += ["--upstream", upstream]
     env = {**os.environ, "MEDLLAMA_GATE_ADMIN_TOKEN": ADMIN_TOKEN,
@@ -154,3 +158,21 @@ def gate_cli(config_path: Path, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(HERE.parents[1] / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}
     return subprocess.run([venv_bin("medllama") or "medllama", "gate", "--config", str(config_path), *args],
                           capture_output=True, text=True, env=env)
+
+
+@contextlib.contextmanager
+def nginx_server(nginx: str, prefix: Path, gate_url: str, routes: list[Route], extra: str = "") -> Iterator[str]:
+    """Debian's nginx as a plain process on a loopback port with the server block the gate ships (+ `extra`)."""
+    prefix.mkdir()
+    port = free_port()
+    (prefix / "nginx.conf").write_text(
+        f"daemon off;\nmaster_process off;\npid {prefix}/nginx.pid;\nerror_log {prefix}/error.log;\n"
+        "events { worker_connections 1024; }\nhttp {\n"
+        f"    access_log {prefix}/access.log;\n"
+        + "".join(f"    {t}_temp_path {prefix}/{t};\n" for t in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+        + server_block(f"127.0.0.1:{port}", gate_url, routes) + extra + "}\n")
+    cmd = [nginx, "-p", str(prefix), "-c", str(prefix / "nginx.conf"), "-e", str(prefix / "error.log")]
+    with _process_group(cmd, prefix / "stdout.log") as proc:
+        wait_until(lambda: socket.create_connection(("127.0.0.1", port), timeout=1).close() is None, "nginx",
+                   30, proc, prefix / "error.log")
+        yield f"http://127.0.0.1:{port}"

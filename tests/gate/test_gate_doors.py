@@ -9,7 +9,6 @@ Envoy's HTTP ext_authz filter calls it (original method, path under the prefix, 
 from __future__ import annotations
 
 import shutil
-import socket
 import sqlite3
 from pathlib import Path
 
@@ -17,10 +16,9 @@ import httpx
 import openai
 import pytest
 
-from helpers import (MODEL, OTHER_MODEL, approved_key, auth, authorization_matrix, gate_cli, gate_server, open_repo,
-                     standin_model_server, write_config)
-from servers import _process_group, free_port, wait_until
-from medllama.gate.nginx import Route, server_block
+from medllama.gate.nginx import Route
+from helpers import (MODEL, OTHER_MODEL, approved_key, auth, authorization_matrix, gate_cli, gate_server,
+                     nginx_server, open_repo, standin_model_server, write_config)
 
 pytestmark = pytest.mark.local
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
@@ -36,35 +34,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory):
     with standin_model_server(root / "model.log") as model:
         config_path = write_config(root, f"sqlite:///{root / 'gate.db'}", upstream=model.url)
         with gate_server(config_path, root / "gate.log", upstream=model.url) as gate:
-            with nginx_server(root / "nginx", gate.url, model.url) as nginx_url:
+            routes = [Route("/", MODEL, model.url), Route("/other/", OTHER_MODEL, model.url)]
+            with nginx_server(NGINX, root / "nginx", gate.url, routes) as nginx_url:
                 config, repo = open_repo(config_path)
                 yield {"model": model.url, "gate": gate.url, "nginx": nginx_url, "config": config, "repo": repo,
                        "root": root}
-
-
-def nginx_server(prefix: Path, gate_url: str, model_url: str):
-    """Debian's nginx as a plain process on a loopback port, with the server block the gate ships."""
-    prefix.mkdir()
-    port = free_port()
-    routes = [Route("/", MODEL, model_url), Route("/other/", OTHER_MODEL, model_url)]
-    (prefix / "nginx.conf").write_text(
-        f"daemon off;\nmaster_process off;\npid {prefix}/nginx.pid;\nerror_log {prefix}/error.log;\n"
-        "events { worker_connections 256; }\nhttp {\n"
-        f"    access_log {prefix}/access.log;\n"
-        + "".join(f"    {t}_temp_path {prefix}/{t};\n" for t in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
-        + server_block(f"127.0.0.1:{port}", gate_url, routes) + "}\n")
-
-    import contextlib
-
-    @contextlib.contextmanager
-    def run():
-        cmd = [NGINX, "-p", str(prefix), "-c", str(prefix / "nginx.conf"), "-e", str(prefix / "error.log")]
-        with _process_group(cmd, prefix / "stdout.log") as proc:
-            wait_until(lambda: socket.create_connection(("127.0.0.1", port), timeout=1).close() is None, "nginx",
-                       30, proc, prefix / "error.log")
-            yield f"http://127.0.0.1:{port}"
-
-    return run()
 
 
 def call(stack: dict, door: str, key: str | None, model: str) -> httpx.Response:

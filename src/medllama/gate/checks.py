@@ -10,12 +10,10 @@ the client with that status (see `nginx.conf.example`). Token quotas here come f
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Request, Response
-from starlette.concurrency import run_in_threadpool
+from fastapi import APIRouter, Request, Response
 
 from medllama.gate import keys
 from medllama.gate.decide import Allow, Deny, Gate
-from medllama.gate.deps import get_gate
 from medllama.gate.doors import allow_headers, deny_response, model_of
 
 router = APIRouter(prefix="/check", include_in_schema=False)
@@ -24,24 +22,26 @@ _METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 
 
 @router.api_route("/envoy/{path:path}", methods=_METHODS)
-async def envoy(path: str, request: Request, gate: Gate = Depends(get_gate)) -> Response:
+async def envoy(path: str, request: Request) -> Response:
+    gate: Gate = request.app.state.gate  # not a dependency: these run on every model call, keep them lean
     body = await request.body()
     original = "/" + path
     # not a client header: ext_authz runs before the route's header rules, so a client could set it
     model = model_of(request.method, original, body)
     key = keys.bearer(request.headers.get("authorization"))
-    decision, _ = await run_in_threadpool(gate.check, key, model, f"{request.method} {original}", "ext_authz")
+    decision, _ = await gate.run(gate.check, key, model, f"{request.method} {original}", "ext_authz")
     if isinstance(decision, Allow):
         return Response(status_code=200, headers=allow_headers(decision))
     return deny_response(decision)
 
 
 @router.get("/nginx")
-async def nginx(request: Request, gate: Gate = Depends(get_gate)) -> Response:
+async def nginx(request: Request) -> Response:
+    gate: Gate = request.app.state.gate
     h = request.headers
     method, uri = h.get("x-original-method", "GET"), h.get("x-original-uri", "/")
     model = model_of(method, uri.split("?", 1)[0], None, h.get("x-gate-model"))
-    decision, _ = await run_in_threadpool(gate.check, keys.bearer(h.get("authorization")), model,
+    decision, _ = await gate.run(gate.check, keys.bearer(h.get("authorization")), model,
                                           f"{method} {uri}", "nginx")
     if isinstance(decision, Allow):
         return Response(status_code=200, headers=allow_headers(decision))

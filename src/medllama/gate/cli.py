@@ -17,6 +17,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--upstream", default=None, help="model server base URL: turns the reverse proxy on")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--access-log", action="store_true",
+                   help="also log every HTTP request (off: the audit already records every decision, and the "
+                        "log line costs about as much CPU as the decision)")
     verbs.add_parser("migrate", help="create or upgrade the gate's tables")
     p = verbs.add_parser("nginx-conf", help="print an nginx server block with auth_request to this gate")
     p.add_argument("--listen", default="8080")
@@ -97,4 +100,5 @@ def _serve(config, args: argparse.Namespace) -> None:
 
     if args.upstream:
         config.upstream = args.upstream
-    uvicorn.run(create_app(config), host=args.host, port=args.port, log_level="info", proxy_headers=False)
+    uvicorn.run(create_app(config), host=args.host, port=args.port, log_level="info", proxy_headers=False,
+                access_log=args.access_log)

@@ -61,6 +61,15 @@ class Usage(Base):
     completion_tokens: Mapped[int] = mapped_column(Integer, default=0)
 
 
+class RequestCount(Base):
+    """Allowed requests per key and UTC minute: the rate limit's fixed window, O(1) to read at any request rate."""
+
+    __tablename__ = "request_counts"
+    key_id: Mapped[int] = mapped_column(ForeignKey("api_keys.id"), primary_key=True)
+    minute: Mapped[int] = mapped_column(Integer, primary_key=True)  # minutes since the epoch
+    count: Mapped[int] = mapped_column(Integer)
+
+
 class AuditEvent(Base):
     """One decision: who, when, which model and endpoint, through which door, the outcome and tokens. No text."""
 

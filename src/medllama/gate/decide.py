@@ -8,8 +8,12 @@ request rate 429, daily tokens 429, else allow. Every decision is audited (no pr
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TypeVar
+
+from starlette.concurrency import run_in_threadpool
 
 from medllama.gate import keys
 from medllama.gate.config import GateConfig, GateConfigError
@@ -39,6 +43,7 @@ class Deny:
 
 
 Decision = Allow | Deny
+T = TypeVar("T")
 
 
 class Gate:
@@ -48,6 +53,13 @@ class Gate:
         self.config = config
         self.repo = repo
         self.requirements = ModelRequirements(config)
+        # SQLite on a local file answers in a fraction of a millisecond: run it inline rather than pay a
+        # thread hop per request; a networked database runs in the thread pool so the event loop never waits on it
+        self.inline_db = repo.engine.dialect.name == "sqlite"
+
+    async def run(self, fn: Callable[..., T], *args) -> T:
+        """`fn(*args)` (a repository or decision call) from async code."""
+        return fn(*args) if self.inline_db else await run_in_threadpool(fn, *args)
 
     def decide(self, key: str | None, model: str | None, endpoint: str, now: datetime) -> Decision:
         """Allow, or Deny with the HTTP status and a reason a user can act on. Writes nothing.
@@ -85,7 +97,7 @@ class Gate:
                 return Deny(403, f"model {model!r} requires {agreement_id} version {min_version} or later; this key "
                                  f"accepted version {state.agreement_version}: accept the new version at "
                                  f"/agreements/{agreement_id}", **who)
-        if state.recent_requests >= state.requests_per_minute:
+        if state.requests_this_minute >= state.requests_per_minute:
             return Deny(429, f"rate limit: {state.requests_per_minute} requests per minute", **who)
         if state.tokens_today >= state.tokens_per_day:
             return Deny(429, f"token quota: {state.tokens_per_day} tokens per day used", **who)
@@ -97,9 +109,8 @@ class Gate:
         now = now or utcnow()
         decision = self.decide(key, model, endpoint, now)
         allowed = isinstance(decision, Allow)
-        audit_id = self.repo.audit(
-            at=now, key_prefix=decision.prefix, owner=decision.owner, model=model[:256] if model else None,
-            endpoint=endpoint[:512],
-            door=door, outcome="allow" if allowed else "deny", status=decision.status,
-            reason="ok" if allowed else decision.reason[:512])
+        event = dict(at=now, key_prefix=decision.prefix, owner=decision.owner, model=model[:256] if model else None,
+                     endpoint=endpoint[:512], door=door, outcome="allow" if allowed else "deny",
+                     status=decision.status, reason="ok" if allowed else decision.reason[:512])
+        audit_id = self.repo.record_decision(event, decision.key_id if allowed else None)
         return decision, audit_id

@@ -7,7 +7,6 @@ from typing import Annotated
 
 from fastapi import Depends, HTTPException, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from starlette.concurrency import run_in_threadpool
 
 from medllama.gate.decide import Allow, Gate
 
@@ -26,7 +25,7 @@ async def require_api_key(request: Request, gate: Gate = Depends(get_gate),
     key = credentials.credentials if credentials else None
     if key is None and request.headers.get("authorization") is not None:
         key = ""  # a header that is not `Bearer <key>`: malformed, not missing
-    decision, _ = await run_in_threadpool(gate.check, key, None, f"{request.method} {request.url.path}", "api")
+    decision, _ = await gate.run(gate.check, key, None, f"{request.method} {request.url.path}", "api")
     if not isinstance(decision, Allow):
         raise HTTPException(decision.status, decision.reason, headers=_challenge(decision.status))
     return decision

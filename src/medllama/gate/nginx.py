@@ -1,4 +1,4 @@
-"""An nginx `server` block that puts the gate's check (`auth_request`) in front of model servers.
+"""nginx config (an `upstream` and a `server` block, for `http {}`) putting the gate's check in front of model servers.
 
 One location per model: it names the model for the check (nginx cannot read the JSON body), passes
 the gate's identity headers upstream and drops the key. nginx turns any auth status other than
@@ -22,21 +22,25 @@ class Route:
 
 
 def server_block(listen: str, gate_url: str, routes: list[Route]) -> str:
+    """The config text; every value is checked to be a plain token (no directive injection)."""
     for value in [listen, gate_url, *(v for r in routes for v in (r.prefix, r.model, r.upstream))]:
         if not _TOKEN.match(value):
             raise ValueError(f"{value!r}: not usable in an nginx config")
-    gate = gate_url.rstrip("/")
-    origin, path = re.match(r"^(\w+://[^/]+)(.*)$", gate).groups()
-    out = [f"server {{\n    listen {listen};\n",
+    scheme, host, path = re.match(r"^(\w+)://([^/]+)(.*)$", gate_url.rstrip("/")).groups()
+    # an upstream block keeps connections to the gate open (a plain proxy_pass URL opens one per check)
+    out = [f"upstream medllama_gate {{\n    server {host};\n    keepalive 32;\n}}\n",
+           f"server {{\n    listen {listen};\n",
            "    location = /_gate_check {\n        internal;\n"
-           f"        proxy_pass {gate}/check/nginx;\n"
+           f"        proxy_pass {scheme}://medllama_gate{path}/check/nginx;\n"
+           "        proxy_http_version 1.1;\n        proxy_set_header Connection \"\";\n"
            "        proxy_pass_request_body off;\n        proxy_set_header Content-Length \"\";\n"
            "        proxy_set_header X-Original-URI $request_uri;\n"
            "        proxy_set_header X-Original-Method $request_method;\n"
            "        proxy_set_header X-Gate-Model $gate_model;\n    }\n",
            "    location @gate_denied {\n"
            f"        rewrite ^ {path}/check/nginx/denied break;\n"  # a named location's proxy_pass takes no URI
-           f"        proxy_pass {origin};\n"
+           f"        proxy_pass {scheme}://medllama_gate;\n"
+           "        proxy_http_version 1.1;\n        proxy_set_header Connection \"\";\n"
            "        proxy_pass_request_body off;\n        proxy_set_header Content-Length \"\";\n"
            "        proxy_set_header X-Gate-Status $gate_status;\n"
            "        proxy_set_header X-Gate-Reason $gate_reason;\n    }\n"]

@@ -13,7 +13,6 @@ from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 from markdown_it import MarkdownIt
-from starlette.concurrency import run_in_threadpool
 
 from medllama.gate import keys
 from medllama.gate.config import Agreement
@@ -72,7 +71,7 @@ async def accept(agreement_id: str, request: Request, gate: Gate = Depends(get_g
     if errors:
         return _page(request, "agreement.html", 422, agreement=agreement, text=_markdown.render(agreement.text),
                      values=values, errors=errors)
-    req, claim = await run_in_threadpool(gate.repo.create_request, agreement, values, utcnow())
+    req, claim = await gate.run(gate.repo.create_request, agreement, values, utcnow())
     response = _page(request, "submitted.html", 201, req=req, claim=claim, agreement=agreement)
     _remember_claim(response, req.id, claim)
     return response

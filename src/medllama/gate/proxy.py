@@ -16,7 +16,6 @@ import httpx
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import StreamingResponse
 from starlette.background import BackgroundTask
-from starlette.concurrency import run_in_threadpool
 
 from medllama.gate import keys
 from medllama.gate.db import utcnow
@@ -53,7 +52,7 @@ async def proxy(request: Request, gate: Gate = Depends(get_gate)) -> Response:
     path = request.url.path
     model = model_of(request.method, path, body)
     key = keys.bearer(request.headers.get("authorization"))
-    decision, audit_id = await run_in_threadpool(gate.check, key, model, f"{request.method} {path}", "proxy")
+    decision, audit_id = await gate.run(gate.check, key, model, f"{request.method} {path}", "proxy")
     if isinstance(decision, Deny):
         return deny_response(decision)
     payload = _json(body)
@@ -80,9 +79,9 @@ async def proxy(request: Request, gate: Gate = Depends(get_gate)) -> Response:
     content = await upstream.aread()
     await upstream.aclose()
     reply = _json(content)
-    if upstream.status_code < 400 and isinstance(reply, dict) and isinstance(reply.get("usage"), dict):
-        await meter.count(reply["usage"])
-    return Response(content, status_code=upstream.status_code, headers=out_headers)
+    counted = upstream.status_code < 400 and isinstance(reply, dict) and isinstance(reply.get("usage"), dict)
+    return Response(content, status_code=upstream.status_code, headers=out_headers,  # counted once it is sent
+                    background=BackgroundTask(meter.count, reply["usage"]) if counted else None)
 
 
 class _Meter:
@@ -95,7 +94,7 @@ class _Meter:
 
     async def count(self, usage: dict) -> None:
         prompt, completion = int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
-        await run_in_threadpool(self.gate.repo.record_usage, self.decision.key_id, self.decision.model or "",
+        await self.gate.run(self.gate.repo.record_usage, self.decision.key_id, self.decision.model or "",
                                 utcnow(), prompt, completion, self.audit_id)
         self.counted = True
 

@@ -5,17 +5,18 @@ from __future__ import annotations
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from importlib import resources
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Table, bindparam, func, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.sql.dml import Insert
 from sqlalchemy.orm import Session, sessionmaker
 
 from medllama.gate import keys
 from medllama.gate.config import Agreement, KeyPolicy
-from medllama.gate.db import AccessRequest, ApiKey, AuditEvent, Usage
+from medllama.gate.db import AccessRequest, ApiKey, AuditEvent, RequestCount, Usage
 
 
 class NotFound(KeyError):
@@ -55,8 +56,37 @@ class KeyState:
     revoked_at: datetime | None
     requests_per_minute: int
     tokens_per_day: int
-    recent_requests: int  # allowed in the last minute
+    requests_this_minute: int  # allowed so far in this UTC minute (a fixed window)
     tokens_today: int
+
+
+# Built once: a decision runs these on every request, and building statements costs more than running them
+_k, _c, _u = ApiKey.__table__.c, RequestCount.__table__.c, Usage.__table__.c
+_KEY_STATE = select(
+    _k.id, _k.prefix, _k.key_hash, _k.owner, _k.agreement_id, _k.agreement_version, _k.expires_at, _k.revoked_at,
+    _k.requests_per_minute, _k.tokens_per_day,
+    select(func.coalesce(func.sum(_c.count), 0)).where(_c.key_id == _k.id, _c.minute == bindparam("minute"))
+    .scalar_subquery(),
+    select(func.coalesce(func.sum(_u.prompt_tokens + _u.completion_tokens), 0))
+    .where(_u.key_id == _k.id, _u.day == bindparam("day")).scalar_subquery(),
+).where(_k.prefix == bindparam("prefix"))
+_AUDIT_INSERT = AuditEvent.__table__.insert()
+
+
+def _add_on_conflict(dialect: str, table: Table, keys: list[str], added: list[str]) -> Insert:
+    """INSERT a row, or add its `added` columns to the existing row with the same `keys` (atomic upsert)."""
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    elif dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert
+    else:
+        raise ValueError(f"the gate supports SQLite and PostgreSQL, not {dialect}")
+    stmt = insert(table).values({c: bindparam(c) for c in keys + added})
+    return stmt.on_conflict_do_update(index_elements=keys, set_={c: table.c[c] + stmt.excluded[c] for c in added})
+
+
+def minute_of(now: datetime) -> int:
+    return int(now.replace(tzinfo=timezone.utc).timestamp() // 60)
 
 
 def day_of(now: datetime) -> str:
@@ -67,6 +97,10 @@ class Repository:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.session = sessionmaker(engine, expire_on_commit=False)
+        dialect = engine.dialect.name
+        self._count_request = _add_on_conflict(dialect, RequestCount.__table__, ["key_id", "minute"], ["count"])
+        self._add_usage = _add_on_conflict(dialect, Usage.__table__, ["key_id", "model", "day"],
+                                           ["requests", "prompt_tokens", "completion_tokens"])
 
     # --- access requests --------------------------------------------------------------------
     def create_request(self, agreement: Agreement, fields: dict[str, str], now: datetime) -> tuple[AccessRequest, str]:
@@ -161,45 +195,29 @@ class Repository:
         return row
 
     def key_state(self, prefix: str, now: datetime) -> KeyState | None:
-        """The key with its requests in the last minute and tokens used today (one connection, three selects)."""
-        k = ApiKey.__table__.c
+        """The key with its requests this minute and tokens used today, in one statement."""
         with self.engine.connect() as conn:
-            row = conn.execute(select(k.id, k.prefix, k.key_hash, k.owner, k.agreement_id, k.agreement_version,
-                                      k.expires_at, k.revoked_at, k.requests_per_minute, k.tokens_per_day)
-                               .where(k.prefix == prefix)).first()
-            if row is None:
-                return None
-            a = AuditEvent.__table__.c
-            recent = conn.execute(select(func.count()).where(a.key_prefix == prefix, a.outcome == "allow",
-                                                             a.at > now - timedelta(minutes=1))).scalar_one()
-            u = Usage.__table__.c
-            tokens = conn.execute(select(func.coalesce(func.sum(u.prompt_tokens + u.completion_tokens), 0))
-                                  .where(u.key_id == row.id, u.day == day_of(now))).scalar_one()
-        return KeyState(*row, recent_requests=recent, tokens_today=int(tokens))
+            row = conn.execute(_KEY_STATE, {"prefix": prefix, "minute": minute_of(now), "day": day_of(now)}).first()
+        return KeyState(*row) if row else None
 
     # --- audit and usage --------------------------------------------------------------------------
-    def audit(self, **event) -> int:
+    def record_decision(self, event: dict, allowed_key_id: int | None = None) -> int:
+        """The audit record of a decision and, when it let a key through, the key's count for this minute."""
         with self.engine.begin() as conn:
-            return conn.execute(AuditEvent.__table__.insert().values(**event)).inserted_primary_key[0]
+            audit_id = conn.execute(_AUDIT_INSERT, event).inserted_primary_key[0]
+            if allowed_key_id is not None:
+                conn.execute(self._count_request, {"key_id": allowed_key_id, "minute": minute_of(event["at"]), "count": 1})
+        return audit_id
 
     def record_usage(self, key_id: int, model: str, now: datetime, prompt_tokens: int, completion_tokens: int,
                      audit_id: int | None = None) -> None:
         """Add one response's tokens to the key's usage of `model` today (and to its audit record)."""
-        pk = {"key_id": key_id, "model": model, "day": day_of(now)}
-        add = {"requests": Usage.requests + 1, "prompt_tokens": Usage.prompt_tokens + prompt_tokens,
-               "completion_tokens": Usage.completion_tokens + completion_tokens}
-        for attempt in range(2):  # insert-or-add without dialect-specific upserts; a racing insert retries as an add
-            try:
-                with self.session.begin() as s:
-                    if not s.execute(update(Usage).filter_by(**pk).values(**add)).rowcount:
-                        s.add(Usage(**pk, requests=1, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens))
-                    if audit_id is not None:
-                        s.execute(update(AuditEvent).where(AuditEvent.id == audit_id)
-                                  .values(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens))
-                return
-            except IntegrityError:
-                if attempt:
-                    raise
+        with self.engine.begin() as conn:
+            conn.execute(self._add_usage, {"key_id": key_id, "model": model, "day": day_of(now), "requests": 1,
+                                           "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens})
+            if audit_id is not None:
+                conn.execute(update(AuditEvent).where(AuditEvent.id == audit_id)
+                             .values(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens))
 
     def usage(self, prefix: str | None = None, day: str | None = None) -> list[dict]:
         q = (select(ApiKey.prefix, ApiKey.owner, Usage.model, Usage.day, Usage.requests, Usage.prompt_tokens,
