@@ -13,7 +13,8 @@ gate's `auth_request` block. Sequential keep-alive requests, warm-up excluded, p
   unlike wall-clock latency on shared cores)
 - checks per CPU-second of the gate process (one core's worth of work): /proc CPU time of the server while
   a concurrent client sends checks, so other load on the machine does not inflate it; and the same for
-  `Gate.check` called in-process (decision + audit row, no HTTP).
+  `Gate.check` called in-process (decision + audit row, no HTTP), and an empty route of the same server as the
+  floor that FastAPI + uvicorn set on this machine.
 Every check is a real decision with its audit row (key lookup, last-minute count, today's tokens, insert).
 """
 
@@ -90,8 +91,8 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def checks_per_cpu_second(gate_url: str, pid: int, headers: dict, n: int, concurrency: int = 16) -> dict:
-    check_headers = {**headers, "x-original-uri": CHAT, "x-original-method": "POST", "x-gate-model": MODEL}
+def requests_per_cpu_second(url: str, pid: int, headers: dict, n: int, concurrency: int = 16) -> dict:
+    """`n` GETs of `url`, `concurrency` at a time; CPU seconds the server process `pid` spent on them."""
 
     async def run() -> float:
         async with httpx.AsyncClient(trust_env=False, limits=httpx.Limits(max_connections=concurrency)) as client:
@@ -99,9 +100,9 @@ def checks_per_cpu_second(gate_url: str, pid: int, headers: dict, n: int, concur
 
             async def one() -> None:
                 async with sem:
-                    r = await client.get(gate_url + "/check/nginx", headers=check_headers)
+                    r = await client.get(url, headers=headers)
                     if r.status_code != 200:
-                        raise RuntimeError(f"check answered {r.status_code}: {r.text[:200]}")
+                        raise RuntimeError(f"{url} answered {r.status_code}: {r.text[:200]}")
 
             t0 = time.perf_counter()
             await asyncio.gather(*(one() for _ in range(n)))
@@ -110,8 +111,8 @@ def checks_per_cpu_second(gate_url: str, pid: int, headers: dict, n: int, concur
     before = cpu_seconds(pid)
     wall = asyncio.run(run())
     used = cpu_seconds(pid) - before
-    return {"checks": n, "concurrency": concurrency, "gate_cpu_s": round(used, 3),
-            "checks_per_cpu_s": round(n / used, 1), "wall_checks_per_s": round(n / wall, 1)}
+    return {"requests": n, "concurrency": concurrency, "server_cpu_s": round(used, 3),
+            "per_cpu_s": round(n / used, 1), "wall_per_s": round(n / wall, 1)}
 
 
 def in_process_checks(config, repo, key: str, n: int) -> dict:
@@ -174,7 +175,10 @@ def main(argv: list[str] | None = None) -> dict:
                 gate_cpu_ms["gate check endpoint alone"] = round((cpu_seconds(gate_pid) - before) * 1000 / (n + warmup), 3)
                 ft = {"model direct": percentiles(first_token(model.url + CHAT, {}, n // 4, warmup)),
                       "gate proxy": percentiles(first_token(gate.url + CHAT, headers, n // 4, warmup))}
-                result["checks_over_http"] = checks_per_cpu_second(gate.url, gate_pid, headers, n * 2)
+                result["checks_over_http"] = requests_per_cpu_second(gate.url + "/check/nginx", gate_pid,
+                                                                     check_only, n * 2)
+                # the floor: an empty route of the same FastAPI/uvicorn process, no decision, no database
+                result["empty_route_over_http"] = requests_per_cpu_second(gate.url + "/healthz", gate_pid, {}, n * 2)
         result["checks_in_process"] = in_process_checks(config, repo, key, n)
     result["latency"] = lat
     result["gate_cpu_ms_per_request"] = {k: v for k, v in gate_cpu_ms.items() if k.startswith(("nginx +", "gate"))}

@@ -39,10 +39,17 @@ def create_app(config: GateConfig | None = None, routers: Sequence[APIRouter] = 
                   description="Data-use agreements, API keys, quotas and audit in front of the model servers.")
     app.state.gate = gate
     app.state.upstream = None
-    for router in (pages.router, admin.router, checks.router, *routers):
-        app.include_router(router)
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    # Starlette tries routes in order: the doors, hit on every model call, go first (no prefix overlaps the pages)
+    app.include_router(checks.router)
     if config.upstream:
         app.include_router(proxy.router)
+    for router in (pages.router, admin.router, *routers):
+        app.include_router(router)
 
     @app.exception_handler(NotFound)
     async def _not_found(_: Request, e: NotFound) -> JSONResponse:
@@ -51,9 +58,5 @@ def create_app(config: GateConfig | None = None, routers: Sequence[APIRouter] = 
     @app.exception_handler(Conflict)
     async def _conflict(_: Request, e: Conflict) -> JSONResponse:
         return JSONResponse({"detail": str(e)}, status_code=409)
-
-    @app.get("/healthz", include_in_schema=False)
-    def healthz() -> dict[str, str]:
-        return {"status": "ok"}
 
     return app
