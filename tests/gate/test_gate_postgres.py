@@ -15,7 +15,8 @@ pytestmark = pytest.mark.local
 
 
 def test_decision_matrix_on_postgres(tmp_path: Path, pg_database: str) -> None:
-    config, repo = open_repo(write_config(tmp_path, pg_database))
+    bare = pg_database.replace("postgresql+psycopg2://", "postgresql://")  # as operators write it: psycopg2 is used
+    config, repo = open_repo(write_config(tmp_path, bare))
     gate = Gate(config, repo)
     got, want = {}, {}
     for case in authorization_matrix(config, repo):

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from pathlib import Path
 
 from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, String, Text, create_engine, event
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -92,9 +93,6 @@ class AuditEvent(Base):
 def make_engine(url: str) -> Engine:
     """An engine for `url`; SQLite gets WAL, a busy timeout and foreign keys, and its directory is created."""
     if url.startswith("sqlite"):
-        from sqlalchemy.engine import make_url
-        from pathlib import Path
-
         db = make_url(url).database
         if db and db != ":memory:":
             Path(db).parent.mkdir(parents=True, exist_ok=True)
@@ -109,4 +107,7 @@ def make_engine(url: str) -> Engine:
             cur.close()
 
         return engine
-    return create_engine(url, pool_size=10, max_overflow=40, pool_pre_ping=True)
+    parsed = make_url(url)
+    if parsed.drivername == "postgresql":  # SQLAlchemy 2.1 reads a bare postgresql:// as psycopg 3; the extra ships psycopg2
+        parsed = parsed.set(drivername="postgresql+psycopg2")
+    return create_engine(parsed, pool_size=10, max_overflow=40, pool_pre_ping=True)
