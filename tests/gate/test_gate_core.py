@@ -162,3 +162,33 @@ def test_the_form_refuses_incomplete_or_stale_acceptance(setup) -> None:
         assert r.status_code == 422 and "this is version 2" in r.text
         assert c.post("/agreements/nope", data={}).status_code == 404
     assert repo.list_requests() == []
+
+
+def test_other_routers_mount_and_reuse_the_key_and_admin_dependencies(setup) -> None:
+    """The contract the rating pages rely on: create_app(routers=[...]) with require_api_key / require_admin."""
+    from fastapi import APIRouter, Depends
+
+    from medllama.gate.deps import require_admin, require_api_key
+
+    path, config, repo = setup
+    router = APIRouter()
+
+    @router.get("/ratings/me")
+    def me(who: Allow = Depends(require_api_key)) -> dict:
+        return {"owner": who.owner, "agreement": who.agreement}
+
+    @router.get("/ratings/admin")
+    def admin(actor: str = Depends(require_admin)) -> dict:
+        return {"actor": actor}
+
+    key, row = approved_key(config, repo)
+    config = load_config(path, environ={"MEDLLAMA_GATE_ADMIN_TOKEN": ADMIN_TOKEN})
+    with TestClient(create_app(config, routers=[router])) as c:
+        assert c.get("/ratings/me").status_code == 401
+        assert c.get("/ratings/me", headers={"Authorization": "Basic abc"}).json()["detail"] == "malformed API key"
+        assert c.get("/ratings/me", headers=auth(key)).json() == {"owner": "ada@example.org",
+                                                                  "agreement": "me-llama-dua@2"}
+        assert c.get("/ratings/admin", headers=auth(key)).status_code == 401
+        assert c.get("/ratings/admin", headers=auth(ADMIN_TOKEN)).json() == {"actor": "admin"}
+        repo.revoke(row.prefix, utcnow())
+        assert c.get("/ratings/me", headers=auth(key)).json()["detail"] == "API key revoked"

@@ -2,7 +2,8 @@
 
 Order of checks (and statuses): no key 401, malformed 401, unknown 401, revoked 401, expired 401,
 model not offered 403, key's agreement does not cover the model 403, agreement version too old 403,
-request rate 429, daily tokens 429, else allow. Every decision is audited (no prompt/completion text).
+requests this UTC minute 429 (a fixed window), tokens today 429, else allow. Every decision is
+audited (no prompt/completion text).
 """
 
 from __future__ import annotations
