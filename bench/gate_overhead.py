@@ -36,7 +36,7 @@ import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "src"), str(ROOT / "tests"), str(ROOT / "tests" / "gate")]
-from helpers import (MODEL, approved_key, auth, gate_server, nginx_server, open_repo,  # noqa: E402
+from gate_helpers import (MODEL, approved_key, auth, gate_server, nginx_server, open_repo,  # noqa: E402
                      standin_model_server, write_config)
 
 from servers import free_port  # noqa: E402

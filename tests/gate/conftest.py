@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # helpers.py
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # gate_helpers.py
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # servers.py
 from servers import Postgres, ServerUnavailable, postgres_server  # noqa: E402
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from helpers import ADMIN_TOKEN, FORM, MODEL, approved_key, auth, open_repo, write_config
+from gate_helpers import ADMIN_TOKEN, FORM, MODEL, approved_key, auth, open_repo, write_config
 from medllama.gate.decide import Allow, Deny, Gate
 from medllama.gate.app import create_app
 from medllama.gate.config import GateConfigError, load_config

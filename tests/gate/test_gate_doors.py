@@ -17,7 +17,7 @@ import openai
 import pytest
 
 from medllama.gate.nginx import Route
-from helpers import (MODEL, OTHER_MODEL, approved_key, auth, authorization_matrix, gate_cli, gate_server,
+from gate_helpers import (MODEL, OTHER_MODEL, approved_key, auth, authorization_matrix, gate_cli, gate_server,
                      nginx_server, open_repo, standin_model_server, write_config)
 
 pytestmark = pytest.mark.local

@@ -10,7 +10,7 @@ import httpx
 import openai
 import pytest
 
-from helpers import ADMIN_TOKEN, FORM, MODEL, auth, gate_server, standin_model_server, write_config
+from gate_helpers import ADMIN_TOKEN, FORM, MODEL, auth, gate_server, standin_model_server, write_config
 
 pytestmark = pytest.mark.local
 CHROMIUM = "/usr/bin/chromium"

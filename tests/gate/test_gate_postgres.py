@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from helpers import FORM, authorization_matrix, gate_server, open_repo, write_config
+from gate_helpers import FORM, authorization_matrix, gate_server, open_repo, write_config
 from medllama.gate.decide import Gate
 
 pytestmark = pytest.mark.local

@@ -11,7 +11,7 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
 
-from helpers import ADMIN_TOKEN, approved_key, auth, open_repo, write_config
+from gate_helpers import ADMIN_TOKEN, approved_key, auth, open_repo, write_config
 from medllama.gate.app import create_app
 from medllama.gate.config import load_config
 
