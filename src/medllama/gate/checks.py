@@ -14,7 +14,7 @@ from fastapi import APIRouter, Request, Response
 
 from medllama.gate import keys
 from medllama.gate.decide import Allow, Deny, Gate
-from medllama.gate.doors import allow_headers, deny_response, model_of
+from medllama.gate.doors import allow_headers, deny_response, model_of, parse_json
 
 router = APIRouter(prefix="/check", include_in_schema=False)
 
@@ -27,7 +27,7 @@ async def envoy(path: str, request: Request) -> Response:
     body = await request.body()
     original = "/" + path
     # not a client header: ext_authz runs before the route's header rules, so a client could set it
-    model = model_of(request.method, original, body)
+    model = model_of(request.method, original, parse_json(body))
     key = keys.bearer(request.headers.get("authorization"))
     decision, _ = await gate.run(gate.check, key, model, f"{request.method} {original}", "ext_authz")
     if isinstance(decision, Allow):

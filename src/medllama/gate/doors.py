@@ -13,8 +13,16 @@ from medllama.gate.decide import Allow, Deny
 _MODEL_IN_PATH = re.compile(r"^/v[12]/models/([^/:]+)")
 
 
-def model_of(method: str, path: str, body: bytes | None = None, header: str | None = None) -> str | None:
-    """The model a request is for: a route-set header, the path, else the JSON body's `model`.
+def parse_json(data: bytes) -> object:
+    """The JSON value of `data`; None when it is empty or not JSON."""
+    try:
+        return json.loads(data) if data else None
+    except ValueError:
+        return None
+
+
+def model_of(method: str, path: str, payload: object = None, header: str | None = None) -> str | None:
+    """The model a request is for: a route-set header, the path, else the JSON body's `model` (`payload`, parsed).
 
     None for reads that name none (GET /openai/v1/models); "" for a call that should name one and does not.
     """
@@ -23,13 +31,8 @@ def model_of(method: str, path: str, body: bytes | None = None, header: str | No
     m = _MODEL_IN_PATH.match(path)
     if m:
         return m.group(1)
-    if body:
-        try:
-            payload = json.loads(body)
-        except ValueError:
-            payload = None
-        if isinstance(payload, dict) and isinstance(payload.get("model"), str):
-            return payload["model"]
+    if isinstance(payload, dict) and isinstance(payload.get("model"), str):
+        return payload["model"]
     return None if method in ("GET", "HEAD") else ""
 
 

@@ -21,7 +21,7 @@ from medllama.gate import keys
 from medllama.gate.db import utcnow
 from medllama.gate.decide import Allow, Deny, Gate
 from medllama.gate.deps import get_gate
-from medllama.gate.doors import allow_headers, deny_response, model_of
+from medllama.gate.doors import allow_headers, deny_response, model_of, parse_json
 
 log = logging.getLogger(__name__)
 
@@ -50,16 +50,18 @@ async def upstream_client(base_url: str | None) -> AsyncIterator[httpx.AsyncClie
 async def proxy(request: Request, gate: Gate = Depends(get_gate)) -> Response:
     body = await request.body()
     path = request.url.path
-    model = model_of(request.method, path, body)
+    payload = parse_json(body)
+    model = model_of(request.method, path, payload)
     key = keys.bearer(request.headers.get("authorization"))
     decision, audit_id = await gate.run(gate.check, key, model, f"{request.method} {path}", "proxy")
     if isinstance(decision, Deny):
         return deny_response(decision)
-    payload = _json(body)
     streamed = isinstance(payload, dict) and payload.get("stream") is True
-    wants_usage = streamed and (payload.get("stream_options") or {}).get("include_usage") is True
+    options = payload.get("stream_options") if streamed else None
+    options = options if isinstance(options, dict) else {}  # anything else is the model server's to refuse
+    wants_usage = options.get("include_usage") is True
     if streamed and not wants_usage:
-        payload["stream_options"] = {**(payload.get("stream_options") or {}), "include_usage": True}
+        payload["stream_options"] = {**options, "include_usage": True}
         body = json.dumps(payload).encode()
     headers = {k: v for k, v in request.headers.items() if k.lower() not in _DROP_REQUEST}
     headers.update(allow_headers(decision))
@@ -78,7 +80,7 @@ async def proxy(request: Request, gate: Gate = Depends(get_gate)) -> Response:
                                  headers=out_headers, background=BackgroundTask(upstream.aclose))
     content = await upstream.aread()
     await upstream.aclose()
-    reply = _json(content)
+    reply = parse_json(content)
     counted = upstream.status_code < 400 and isinstance(reply, dict) and isinstance(reply.get("usage"), dict)
     return Response(content, status_code=upstream.status_code, headers=out_headers,  # counted once it is sent
                     background=BackgroundTask(meter.count, reply["usage"]) if counted else None)
@@ -124,7 +126,7 @@ async def _relay_events(upstream: httpx.Response, meter: _Meter, wants_usage: bo
 def _one_event(lines: list[str], meter: _Meter, wants_usage: bool) -> bytes | None:
     """The event to send on (None: drop it); remembers the newest usage the stream reported."""
     data = "\n".join(line[5:].lstrip() for line in lines if line.startswith("data:"))
-    chunk = _json(data.encode()) if data and data != "[DONE]" else None
+    chunk = parse_json(data.encode()) if data and data != "[DONE]" else None
     if isinstance(chunk, dict) and "usage" in chunk:
         if isinstance(chunk["usage"], dict):
             meter.last_seen = chunk["usage"]
@@ -134,10 +136,3 @@ def _one_event(lines: list[str], meter: _Meter, wants_usage: bool) -> bytes | No
             chunk.pop("usage")
             lines = [f"data: {json.dumps(chunk)}"]
     return ("\n".join(lines) + "\n\n").encode()
-
-
-def _json(data: bytes) -> object:
-    try:
-        return json.loads(data) if data else None
-    except ValueError:
-        return None
