@@ -57,10 +57,9 @@ async def proxy(request: Request, gate: Gate = Depends(get_gate)) -> Response:
     if isinstance(decision, Deny):
         return deny_response(decision)
     streamed = isinstance(payload, dict) and payload.get("stream") is True
-    options = payload.get("stream_options") if streamed else None
-    options = options if isinstance(options, dict) else {}  # anything else is the model server's to refuse
-    wants_usage = options.get("include_usage") is True
-    if streamed and not wants_usage:
+    options = (payload.get("stream_options") or {}) if streamed else {}
+    wants_usage = isinstance(options, dict) and options.get("include_usage") is True
+    if streamed and isinstance(options, dict) and not wants_usage:  # a malformed one is the model server's to refuse
         payload["stream_options"] = {**options, "include_usage": True}
         body = json.dumps(payload).encode()
     headers = {k: v for k, v in request.headers.items() if k.lower() not in _DROP_REQUEST}
