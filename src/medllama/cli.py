@@ -100,6 +100,16 @@ def cmd_score(args: argparse.Namespace) -> None:
     _print_json(score_cli(args.task, args.predictions))
 
 
+def cmd_finetune_task(args: argparse.Namespace) -> None:
+    from medllama.supervised import finetune_task
+
+    result = finetune_task(args.recipe, args.task, args.model, args.output, overrides=parse_overrides(args.set),
+                           train=args.train, test=args.test, launcher=args.launcher, register=args.register,
+                           tracking_uri=args.tracking_uri)
+    _print_json({"model": result.model_dir, "zero_shot": result.zero_shot, "supervised": result.supervised,
+                 "overlap": result.overlap, "registered": result.registered})
+
+
 def cmd_register(args: argparse.Namespace) -> None:
     from medllama.registry import registry_cli
 
@@ -164,6 +174,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = verb("score", cmd_score, "re-score saved predictions without a model", recipe=False)
     p.add_argument("--task", required=True)
     p.add_argument("--predictions", required=True, help='JSONL of {"prediction": ..., "reference": ...}')
+
+    p = verb("finetune-task", cmd_finetune_task, "tune a model on one dataset's training split, score it beside zero-shot")
+    p.add_argument("--model", required=True, help="model to tune: HF folder, s3:// or models:/NAME/VERSION")
+    p.add_argument("--task", required=True, help="a benchmark task with a training split (the recipe's supervised.tasks)")
+    p.add_argument("--output", required=True, help="directory for the packed data, the tuned model and the reports")
+    p.add_argument("--train", default=None, help="training-split release file or tree (default: the recipe's)")
+    p.add_argument("--test", default=None, help="test-split release file (default: the recipe's)")
+    p.add_argument("--launcher", choices=["local", "kubernetes"], default="local")
+    p.add_argument("--register", action="store_true", help="register the tuned model as its own MLflow version")
+    p.add_argument("--tracking-uri", default=None)
 
     p = verb("register", cmd_register, "log a model folder to MLflow and register a version", recipe=False)
     p.add_argument("--model", required=True)

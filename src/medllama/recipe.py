@@ -147,6 +147,27 @@ class EvalSpec(_Strict):
     promotion_metrics: list[str] = Field(default_factory=list, description="task/metric keys gating promotion; empty = all")
 
 
+class SupervisedTask(_Strict):
+    """Task-specific tuning of one benchmark dataset: its training split, its test split, its hyper-parameters."""
+
+    name: str
+    train: str = Field(..., description="the dataset's training-split release file or tree (local, s3:// or samples://)")
+    test: str = Field(..., description="the test-split release file scored before and after tuning")
+    limit: int | None = Field(None, gt=0, description="test examples scored; null = all")
+    mode: Literal["loglikelihood", "generate"] = "loglikelihood"
+    stage: dict[str, Any] = Field(default_factory=dict, description="fields of `sft` changed for this task (lr, epochs, lora, ...)")
+
+
+class SupervisedSpec(_Strict):
+    tasks: list[SupervisedTask] = Field(default_factory=list)
+
+    def task(self, name: str) -> SupervisedTask:
+        for t in self.tasks:
+            if t.name == name.lower():
+                return t
+        raise RecipeError(f"supervised.tasks has no {name!r}; configured: {[t.name for t in self.tasks]}")
+
+
 class RegistrySpec(_Strict):
     model_name: str
     description: str = ""
@@ -161,12 +182,28 @@ class Recipe(_Strict):
     sft: TrainStage
     eval: EvalSpec
     registry: RegistrySpec
+    supervised: SupervisedSpec = Field(default_factory=SupervisedSpec, description="task-specific tuning (the paper's supervised setting)")
 
     @model_validator(mode="after")
     def _objectives_match_stages(self) -> "Recipe":
         if self.cpt.objective != "cpt" or self.sft.objective != "sft":
             raise ValueError("cpt.objective must be 'cpt' and sft.objective must be 'sft'")
         return self
+
+    @model_validator(mode="after")
+    def _supervised_stages_are_valid(self) -> "Recipe":
+        for i, task in enumerate(self.supervised.tasks):
+            try:
+                self.task_stage(task.name)
+            except ValidationError as e:
+                err = e.errors()[0]
+                raise ValueError(f"supervised.tasks.{i}.stage.{'.'.join(map(str, err['loc']))}: {err['msg']}") from None
+        return self
+
+    def task_stage(self, task: str) -> TrainStage:
+        """The `sft` stage with the task's own hyper-parameters (objective stays sft: loss on the answer only)."""
+        changes = self.supervised.task(task).stage
+        return TrainStage.model_validate({**self.sft.model_dump(), **changes, "objective": "sft"})
 
     def stage(self, name: str) -> TrainStage:
         if name not in ("cpt", "sft"):

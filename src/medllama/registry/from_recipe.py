@@ -31,15 +31,17 @@ def recipe_params(recipe: Recipe) -> dict[str, str]:
 def register_recipe_model(recipe: Recipe, model_dir: str | Path, metrics: Mapping[str, float],
                           artifacts: Mapping[str, str | Path] | None = None, name: str | None = None,
                           tracking_uri: str | None = None, alias: str | None = None,
-                          experiment: str = "medllama") -> RegisteredVersion:
-    """`register_model` with the name (unless `name` is given), description, tags and params of the recipe."""
+                          experiment: str = "medllama", tags: Mapping[str, str] | None = None,
+                          description: str | None = None) -> RegisteredVersion:
+    """`register_model` with the name (unless `name` is given), description, tags and params of the recipe;
+    `tags` are added to the recipe's, `description` replaces its description."""
     with tempfile.TemporaryDirectory(prefix="medllama-recipe-") as tmp:
         resolved = Path(tmp) / "recipe.yaml"
         resolved.write_text(recipe.to_yaml())
         return register_model(
             model_dir, name or recipe.registry.model_name, metrics,
             params=recipe_params(recipe),
-            tags={"recipe": recipe.name, **recipe.registry.tags},
+            tags={"recipe": recipe.name, **recipe.registry.tags, **(tags or {})},
             artifacts={"recipe.yaml": resolved, **(artifacts or {})},
-            description=recipe.registry.description, tracking_uri=tracking_uri, experiment=experiment, alias=alias,
+            description=recipe.registry.description if description is None else description, tracking_uri=tracking_uri, experiment=experiment, alias=alias,
         )

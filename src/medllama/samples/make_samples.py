@@ -8,6 +8,7 @@ clinical notes are entirely fictional (no real patient, date, place or name). Ou
   corpus/clinical.jsonl      discharge summaries, progress notes, radiology reports (~60 KB)
   corpus/general.jsonl       encyclopedic and everyday paragraphs (~120 KB)
   instructions/medical_instructions.jsonl   Alpaca records (QA, yes/no/maybe, A-D) + chat records
+  train/<task>/...           training splits in each dataset's release layout (make_train_splits.py)
 The same facts run through all four, so a tiny model trained on the corpus meets them again in the
 instructions.
 """
@@ -556,6 +557,12 @@ def drug_qa(drug: str) -> list[dict]:
 
 
 def pubmedqa_record(rng: random.Random) -> dict:
+    context, question, answer = pubmedqa_parts(rng)
+    return {"instruction": PUBMEDQA_INSTRUCTION, "input": f"Context: {context}\nQuestion: {question}", "output": answer}
+
+
+def pubmedqa_parts(rng: random.Random) -> tuple[str, str, str]:
+    """(context, question, answer) of a yes/no/maybe question about a fictional trial."""
     c = pick(rng, CONDITIONS)
     drug, outcome, pop = pick(rng, c.drugs), pick(rng, OUTCOMES), pick(rng, POPULATIONS)
     answer = rng.choices(["yes", "no", "maybe"], weights=[5, 3, 2])[0]
@@ -569,10 +576,18 @@ def pubmedqa_record(rng: random.Random) -> dict:
                   f"P={rng.uniform(0.06, 0.12):.2f}), and the small sample limited precision.")
     context = f"We randomly assigned {n} {pop} with {c.name} to {drug} or placebo. {result}"
     question = pick(rng, [f"Does {drug} reduce {outcome} in {c.name}?", f"Is {drug} effective in lowering {outcome} among {pop} with {c.name}?"])
-    return {"instruction": PUBMEDQA_INSTRUCTION, "input": f"Context: {context}\nQuestion: {question}", "output": answer}
+    return context, question, answer
 
 
 def medqa_record(rng: random.Random) -> dict:
+    q, options, right = medqa_parts(rng)
+    letters = "ABCD"
+    body = "\n".join(f"{letters[i]}. {o}" for i, o in enumerate(options))
+    return {"instruction": MEDQA_INSTRUCTION, "input": f"Question: {q}\nOptions:\n{body}", "output": letters[right]}
+
+
+def medqa_parts(rng: random.Random) -> tuple[str, list[str], int]:
+    """(question, four options, index of the right one) of a fictional exam item."""
     c = pick(rng, CONDITIONS)
     others = [x for x in CONDITIONS if x is not c and x.system != c.system] or [x for x in CONDITIONS if x is not c]
     age, sex, _ = _patient(rng)
@@ -592,9 +607,7 @@ def medqa_record(rng: random.Random) -> dict:
         wrong = pick(rng, sorted({x.name for x in others if not set(x.symptoms) & set(c.symptoms)}), 3)
     options = wrong + [right]
     rng.shuffle(options)
-    letters = "ABCD"
-    body = "\n".join(f"{letters[i]}. {o}" for i, o in enumerate(options))
-    return {"instruction": MEDQA_INSTRUCTION, "input": f"Question: {q}\nOptions:\n{body}", "output": letters[options.index(right)]}
+    return q, options, options.index(right)
 
 
 def chat_records(rng: random.Random) -> list[dict]:
@@ -654,6 +667,9 @@ def main() -> None:
     for name, n in sizes.items():
         print(f"{name}: {n / 1000:.0f} KB")
     print(f"instruction records: {len(records)}")
+    from make_train_splits import write_train_splits  # beside this script; its own seed, so the files above stay as they are
+
+    write_train_splits()
 
 
 if __name__ == "__main__":

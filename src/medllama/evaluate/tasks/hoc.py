@@ -36,6 +36,7 @@ KEYWORDS = {
     "tumor promoting inflammation": ("inflammation",),
 }
 SPLIT_FILE = "test_pmid.tsv"
+TRAIN_SPLIT_FILE = "train_pmid.tsv"
 
 
 def sentence_labels(field: str) -> set[str]:
@@ -44,14 +45,14 @@ def sentence_labels(field: str) -> set[str]:
     return {t for t in tops if t and t != "null"}
 
 
-def load(path: Path, limit: int | None = None) -> list[Example]:
+def load(path: Path, limit: int | None = None, split_file: str = SPLIT_FILE) -> list[Example]:
     root = Path(path)
     text_dir, label_dir = root / "text", root / "labels"
     if not (text_dir.is_dir() and label_dir.is_dir()):
         raise TaskError(f"hoc {root}: expected the release tree with text/ and labels/ (one <PMID>.txt each)")
     names = sorted(p.name for p in text_dir.glob("*.txt"))
-    if (root / SPLIT_FILE).is_file():
-        names = [n.strip() for n in (root / SPLIT_FILE).read_text().strip().split(",") if n.strip()]
+    if (root / split_file).is_file():
+        names = [n.strip() for n in (root / split_file).read_text().strip().split(",") if n.strip()]
     examples = []
     for name in take(names, limit):
         sentences = (text_dir / name).read_text(encoding="utf-8").strip("\n").split("\n")
@@ -63,6 +64,14 @@ def load(path: Path, limit: int | None = None) -> list[Example]:
         examples.append(Example(id=Path(name).stem, question="", context=" ".join(sentences),
                                 reference=join_labels(labels)))
     return examples
+
+
+def load_train(path: Path, limit: int | None = None) -> list[Example]:
+    """The training documents: those named in `train_pmid.tsv` (BLURB's split) of the release tree."""
+    if not (Path(path) / TRAIN_SPLIT_FILE).is_file():
+        raise TaskError(f"hoc {path}: no {TRAIN_SPLIT_FILE}; the training split is the documents BLURB's "
+                        f"{TRAIN_SPLIT_FILE} names (comma-separated file names) beside text/ and labels/")
+    return load(path, limit, TRAIN_SPLIT_FILE)
 
 
 def render_input(ex: Example) -> str:

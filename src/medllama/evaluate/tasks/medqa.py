@@ -6,6 +6,7 @@ answer_idx (the letter) and metamap_phrases (not used: the model sees the questi
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 from medllama.evaluate.tasks.base import Example, Task, parse_letter, read_jsonl, render_multiple_choice
@@ -18,9 +19,15 @@ def load(path: Path, limit: int | None = None) -> list[Example]:
                       _example, LABELS, limit)
 
 
-def _example(r: dict, line: int) -> Example:
+def load_train(path: Path, limit: int | None = None) -> list[Example]:
+    """The training split, `US/4_options/phrases_no_exclude_train.jsonl` (same fields as the test file)."""
+    return read_jsonl(path, "medqa", "JSONL lines with question, options A-D and answer_idx (US/4_options release)",
+                      partial(_example, split="train"), LABELS, limit)
+
+
+def _example(r: dict, line: int, split: str = "test") -> Example:
     # the release has no ids: the line number is one, stable for a given file
-    return Example(id=f"test-{line}", question=r["question"],
+    return Example(id=f"{split}-{line}", question=r["question"],
                    reference=r["answer_idx"].strip().upper(), options={k: r["options"][k] for k in LABELS})
 
 
