@@ -110,6 +110,14 @@ def cmd_finetune_task(args: argparse.Namespace) -> None:
                  "overlap": result.overlap, "registered": result.registered})
 
 
+def cmd_judge_cases(args: argparse.Namespace) -> None:
+    from medllama.clinical.judge import judge_cases
+
+    ks = [int(k) for k in args.k.split(",")]
+    metrics, _ = judge_cases(args.predictions, args.judge, ks, args.output, args.batch_size)
+    _print_json(metrics)
+
+
 def cmd_register(args: argparse.Namespace) -> None:
     from medllama.registry import registry_cli
 
@@ -184,6 +192,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--launcher", choices=["local", "kubernetes"], default="local")
     p.add_argument("--register", action="store_true", help="register the tuned model as its own MLflow version")
     p.add_argument("--tracking-uri", default=None)
+
+    p = verb("judge-cases", cmd_judge_cases, "top-k diagnosis accuracy of saved clinical-case predictions", recipe=False)
+    p.add_argument("--predictions", required=True, help="clinical-cases predictions JSONL written by evaluate --output")
+    p.add_argument("--judge", default=None, help="local HF model deciding non-exact matches; default: exact after normalisation")
+    p.add_argument("--k", default="1,5,10", help="comma-separated k values")
+    p.add_argument("--output", default=None, help="directory for metrics.json and verdicts.jsonl (prompt and verdict per diagnosis)")
+    p.add_argument("--batch-size", type=int, default=8)
 
     p = verb("register", cmd_register, "log a model folder to MLflow and register a version", recipe=False)
     p.add_argument("--model", required=True)

@@ -168,6 +168,36 @@ class SupervisedSpec(_Strict):
         raise RecipeError(f"supervised.tasks has no {name!r}; configured: {[t.name for t in self.tasks]}")
 
 
+class RatingCriterion(_Strict):
+    """One question a clinician answers about a model's differential diagnosis."""
+
+    name: str = Field(..., pattern=r"^[a-z][a-z0-9_]*$")
+    question: str
+    scale: Literal["yes_no", "ordinal"] = Field("ordinal", description="yes_no: 0/1, nominal; ordinal: low..high")
+    low: int = 1
+    high: int = 5
+
+    @model_validator(mode="after")
+    def _range(self) -> "RatingCriterion":
+        if self.scale == "yes_no":
+            self.low, self.high = 0, 1
+        elif self.high <= self.low:
+            raise ValueError(f"rating criterion {self.name}: high ({self.high}) must exceed low ({self.low})")
+        return self
+
+
+class RatingSpec(_Strict):
+    """Human rating of complex clinical cases (the paper's protocol is not published: our choice)."""
+
+    top_k: int = Field(5, gt=0, description="diagnoses of each differential shown to raters")
+    criteria: list[RatingCriterion] = Field(default_factory=lambda: [
+        RatingCriterion(name="correct_in_top_k", question="Is the correct diagnosis among the diagnoses listed?",
+                        scale="yes_no"),
+        RatingCriterion(name="quality", question="Overall quality of the differential (1 = poor, 5 = excellent)"),
+    ], min_length=1)
+    seed: int = Field(14, description="seeds the per-case shuffle that blinds which model wrote which differential")
+
+
 class RegistrySpec(_Strict):
     model_name: str
     description: str = ""
@@ -183,6 +213,7 @@ class Recipe(_Strict):
     eval: EvalSpec
     registry: RegistrySpec
     supervised: SupervisedSpec = Field(default_factory=SupervisedSpec, description="task-specific tuning (the paper's supervised setting)")
+    rating: RatingSpec = Field(default_factory=RatingSpec, description="human rating of clinical-case differentials")
 
     @model_validator(mode="after")
     def _objectives_match_stages(self) -> "Recipe":

@@ -166,8 +166,9 @@ def test_clinical_case_matchers_and_topk():
         Matcher("regex")
     refs = ["Hypothyroidism\nUnderactive thyroid", "DKA\nDiabetic ketoacidosis", "Lupus"]
     preds = ["Hypothyroidism\nAnemia", "Sepsis\nDiabetic ketoacidosis", "Gout\nPseudogout\nRA\nOA\nPsoriasis\nLupus"]
-    assert topk_metrics(refs, preds, k=5) == {"top1_accuracy": pytest.approx(1 / 3), "top5_accuracy": pytest.approx(2 / 3)}
-    assert topk_metrics(refs, preds, k=6)["top6_accuracy"] == 1.0
+    assert topk_metrics(refs, preds, ks=(1, 5)) == {"top1_accuracy": pytest.approx(1 / 3),
+                                                     "top5_accuracy": pytest.approx(2 / 3)}
+    assert topk_metrics(refs, preds, ks=(6,))["top6_accuracy"] == 1.0
 
 
 def test_clinical_cases_sample_and_parser():
@@ -175,7 +176,8 @@ def test_clinical_cases_sample_and_parser():
     examples = task.load(local_path(sample_data("clinical-cases")), None)
     assert len(examples) == 8 and examples[0].reference.split("\n")[0] == "Hypothyroidism"
     assert task.parse("1. Sarcoidosis.\n2) Tuberculosis\n- Lymphoma") == "Sarcoidosis\nTuberculosis\nLymphoma"
-    assert make_task("fuzzy", k=3).metrics(["Gout"], ["1. gouty"], ()) == {"top1_accuracy": 0.0, "top3_accuracy": 0.0}
+    assert make_task("fuzzy", ks=(1, 3)).metrics(["Gout"], ["1. gouty"], ()) == {"top1_accuracy": 0.0,
+                                                                                  "top3_accuracy": 0.0}
 
 
 def write_predictions(path, rows):
@@ -200,4 +202,5 @@ def test_score_cli_reads_every_answer_form(tmp_path):
     assert score_cli("emrqa", texts) == {"emrqa/accuracy": 1.0, "emrqa/f1": 1.0}
     ranked = write_predictions(tmp_path / "cases.jsonl", [(["Gout", "Lupus"], ["SLE", "Lupus"])])
     assert score_cli("clinical-cases", ranked) == {"clinical-cases/top1_accuracy": 0.0,
-                                                   "clinical-cases/top5_accuracy": 1.0}
+                                                   "clinical-cases/top5_accuracy": 1.0,
+                                                   "clinical-cases/top10_accuracy": 1.0}
