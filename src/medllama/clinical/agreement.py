@@ -5,6 +5,7 @@ the items both rated (scikit-learn; quadratic weights on ordinal scales, none on
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from itertools import combinations
@@ -19,7 +20,7 @@ class Agreement:
     raters: int
     items: int  # items rated by at least two raters
     alpha: float | None  # None: not defined here (see notes)
-    kappa: dict[str, float | None] = field(default_factory=dict)  # "rater a | rater b" -> kappa
+    kappa: dict[str, float | None] = field(default_factory=dict)  # "rater a vs rater b" -> kappa
     notes: list[str] = field(default_factory=list)
 
 
@@ -45,9 +46,11 @@ def agreement(criterion: str, level: str, ratings: Iterable[tuple[str, str, int]
         both = [i for i in items if i in by_rater[a] and i in by_rater[b]]
         kappa = None
         if both:
-            kappa = float(cohen_kappa_score([by_rater[a][i] for i in both], [by_rater[b][i] for i in both],
-                                            weights="quadratic" if level == "ordinal" else None))
-        result.kappa[f"{a} | {b}"] = None if kappa is None or math.isnan(kappa) else kappa
+            with warnings.catch_warnings():  # one label in common: undefined, reported as n/a below
+                warnings.simplefilter("ignore")
+                kappa = float(cohen_kappa_score([by_rater[a][i] for i in both], [by_rater[b][i] for i in both],
+                                                weights="quadratic" if level == "ordinal" else None))
+        result.kappa[f"{a} vs {b}"] = None if kappa is None or math.isnan(kappa) else kappa
     return result
 
 
