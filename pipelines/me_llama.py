@@ -1,4 +1,5 @@
-"""The Me-LLaMA pipeline: prepare → continued pre-training → instruction tuning → evaluate → register.
+"""The Me-LLaMA pipeline: prepare → continued pre-training → instruction tuning → evaluate → register → task-specific
+tuning of the registered model on each supervised task (ParallelFor), scored beside zero-shot.
 
 One pipeline object serves both places it runs:
   medllama pipeline compile [--cluster gpu]  writes pipelines/me_llama.yaml for the Kubeflow UI
@@ -27,6 +28,7 @@ if str(ROOT) not in sys.path:  # `python pipelines/me_llama.py` from anywhere
 from components.evaluate.component import evaluate_models  # noqa: E402
 from components.prepare.component import merge_shards, prepare_shard, shard_indices  # noqa: E402
 from components.register.component import register_model  # noqa: E402
+from components.supervised.component import supervised_report, supervised_tasks, tune_on_task  # noqa: E402
 from components.train.component import train_stage  # noqa: E402
 
 COMPILED = Path(__file__).with_suffix(".yaml")
@@ -105,11 +107,29 @@ def build_pipeline(profile: ClusterProfile):
                 dataset=data.outputs["dataset"],
                 **common,
             ).set_display_name("register in MLflow")
+            # The paper's supervised setting: the registered model tuned on each task's training split, in
+            # parallel, each tuned model registered as its own version linked to this one.
+            tasks = supervised_tasks(base_version=registered.outputs["model_uri"], **common).set_display_name(
+                "list supervised tasks"
+            )
+            with dsl.ParallelFor(tasks.output, name="supervised-tasks") as item:
+                tuned = tune_on_task(
+                    task=item.dataset,
+                    base=sft.outputs["model"],
+                    base_version=item.base_version,
+                    tracking_uri=tracking_uri,
+                    **{k: v for k, v in train.items() if k != "dataset"},
+                ).set_display_name("task-specific tuning")
+            report = supervised_report(results=dsl.Collected(tuned.outputs["result"])).set_display_name(
+                "zero-shot vs supervised"
+            )
         on_cluster(plan, profile, work_pvc)
-        for task in (shard, data, registered):
+        for task in (shard, data, registered, tasks, report):
             on_cluster(task, profile, work_pvc)
         for task in (cpt, sft):  # a retried launcher would submit a second job; the jobs retry their pods
             on_cluster(task, profile, work_pvc, retry=False)
+        # tuning runs as a job too; the task itself then scores the base and the tuned model, as evaluate does
+        on_cluster(tuned, profile, work_pvc, gpus=profile.tasks.evaluate_gpus, retry=False)
         on_cluster(evaluation, profile, work_pvc, gpus=profile.tasks.evaluate_gpus)
 
     return me_llama

@@ -45,8 +45,17 @@ def test_compiled_yaml_chains_the_stages_and_mounts_the_work_volume():
     assert set(tasks["evaluate-models"]["dependentTasks"]) == {"merge-shards", "train-stage", "train-stage-2"}  # the stats too
     condition = tasks["condition-2"]["triggerPolicy"]["condition"]
     assert "evaluate-models-Output" in condition
+    supervised = spec["components"]["comp-condition-2"]["dag"]["tasks"]  # after registration, in the same branch
+    loop = supervised["for-loop-3"]
+    assert loop["parameterIterator"]["items"]["inputParameter"] == "pipelinechannel--supervised-tasks-Output"
+    assert loop["dependentTasks"] == ["supervised-tasks"]
+    assert supervised["supervised-tasks"]["dependentTasks"] == ["register-model"]
+    assert supervised["supervised-report"]["dependentTasks"] == ["for-loop-3"]
+    tune = spec["components"]["comp-for-loop-3"]["dag"]["tasks"]["tune-on-task"]["inputs"]["parameters"]
+    assert tune["base_version"]["parameterExpressionSelector"] == 'parseJson(string_value)["base_version"]'
+    assert tune["task"]["parameterExpressionSelector"] == 'parseJson(string_value)["dataset"]'
     executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
-    assert len(executors) == 7  # every task, the shard planner included
+    assert len(executors) == 10  # every task, the shard planner and the supervised branch included
     assert all(e["pvcMount"][0]["mountPath"] == load_profile("dev").work.mount_path for e in executors.values())
 
 
@@ -72,7 +81,7 @@ def test_tasks_are_placed_by_the_cluster_profile(gpu_compiled):
         resources = containers[name]["resources"]
         assert resources["resourceCpuLimit"] == resources["resourceCpuRequest"] == profile.tasks.resources.cpu
     gpu_tasks = {name for name, c in containers.items() if "accelerator" in c["resources"]}
-    assert gpu_tasks == {"exec-evaluate-models"}
+    assert gpu_tasks == {"exec-evaluate-models", "exec-tune-on-task"}  # both score models
     assert containers["exec-evaluate-models"]["resources"]["accelerator"]["resourceType"] == profile.gpu_resource
     assert executors["exec-evaluate-models"]["nodeSelector"]["labels"] == profile.node_selector
     assert executors["exec-evaluate-models"]["tolerations"] == [t.model_dump(exclude_none=True) for t in profile.tolerations]

@@ -46,6 +46,24 @@ def test_pipeline_registers_a_model_version_with_metrics(pipeline_run):
         assert 0.0 <= metrics[key] <= 1.0, key
 
 
+def test_supervised_branch_registers_each_tuned_model_linked_to_the_registered_one(pipeline_run):
+    workdir, out = pipeline_run
+    assert out.returncode == 0
+    uri = f"sqlite:///{workdir / '.medllama' / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    base = client.get_model_version("me-llama-tiny", "1")
+    for task in ("pubmedqa", "medqa"):  # the tiny recipe's supervised.tasks
+        tuned = client.get_model_version(f"me-llama-tiny-{task}", "1")
+        assert tuned.tags["medllama.base_version"] == "models:/me-llama-tiny/1"
+        assert base.tags[f"medllama.supervised.{task}"] == f"models:/me-llama-tiny-{task}/1"
+        metrics = client.get_run(tuned.run_id).data.metrics
+        assert {f"{task}/accuracy", f"zero-shot/{task}/accuracy", f"overlap/{task}/dropped"} <= set(metrics)
+    reports = list((workdir / ".medllama" / "runs" / "kfp-root").glob("*/supervised-report/report"))
+    assert len(reports) == 1
+    table = reports[0].read_text()
+    assert "| pubmedqa | accuracy |" in table and "| medqa | accuracy |" in table
+
+
 def test_training_stages_learned_and_left_hf_models(pipeline_run):
     workdir, out = pipeline_run
     assert out.returncode == 0
