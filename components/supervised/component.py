@@ -10,11 +10,13 @@ from components.images import MEDLLAMA_IMAGE
 
 
 @dsl.component(base_image=MEDLLAMA_IMAGE, install_kfp_package=False)
-def supervised_tasks(recipe: str, overrides: dict) -> List[str]:
-    """The names in the recipe's supervised.tasks: the items of the ParallelFor over tune_on_task."""
+def supervised_tasks(recipe: str, overrides: dict, base_version: str) -> List[dict]:
+    """The items of the ParallelFor over tune_on_task: each task of the recipe's supervised.tasks, with the
+    registered version it starts from (carried in the item: kfp.local 2.17 hands a loop body the loop item in
+    place of any other task's output parameter)."""
     from medllama.recipe import load_recipe
 
-    return [t.name for t in load_recipe(recipe, overrides).supervised.tasks]
+    return [{"dataset": t.name, "base_version": base_version} for t in load_recipe(recipe, overrides).supervised.tasks]
 
 
 @dsl.component(base_image=MEDLLAMA_IMAGE, install_kfp_package=False)

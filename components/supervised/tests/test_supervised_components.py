@@ -12,8 +12,10 @@ from medllama.supervised import SupervisedResult
 
 
 def test_tasks_come_from_the_recipe():
-    assert supervised_tasks.python_func(recipe="tiny", overrides={}) == ["pubmedqa", "medqa"]
-    assert supervised_tasks.python_func(recipe="tiny", overrides={"supervised.tasks": []}) == []
+    base = "models:/me-llama-tiny/3"
+    assert supervised_tasks.python_func(recipe="tiny", overrides={}, base_version=base) == [
+        {"dataset": "pubmedqa", "base_version": base}, {"dataset": "medqa", "base_version": base}]
+    assert supervised_tasks.python_func(recipe="tiny", overrides={"supervised.tasks": []}, base_version=base) == []
 
 
 def test_report_puts_every_task_side_by_side(tmp_path):
