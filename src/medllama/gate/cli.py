@@ -20,6 +20,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--access-log", action="store_true",
                    help="also log every HTTP request (off: the audit already records every decision, and the "
                         "log line costs about as much CPU as the decision)")
+    p.add_argument("--rating-recipe", default=None,
+                   help="also serve the clinical-case rating pages (/rating) with this recipe's rating criteria")
     verbs.add_parser("migrate", help="create or upgrade the gate's tables")
     p = verbs.add_parser("nginx-conf", help="print an nginx server block with auth_request to this gate")
     p.add_argument("--listen", default="8080")
@@ -100,5 +102,11 @@ def _serve(config, args: argparse.Namespace) -> None:
 
     if args.upstream:
         config.upstream = args.upstream
-    uvicorn.run(create_app(config), host=args.host, port=args.port, log_level="info", proxy_headers=False,
+    routers = []
+    if args.rating_recipe:  # human rating of clinical cases, behind the same keys (medllama.clinical.rating)
+        from medllama.clinical.rating.router import rating_router
+        from medllama.recipe import load_recipe
+
+        routers.append(rating_router(load_recipe(args.rating_recipe).rating))
+    uvicorn.run(create_app(config, routers), host=args.host, port=args.port, log_level="info", proxy_headers=False,
                 access_log=args.access_log)
