@@ -118,6 +118,15 @@ def cmd_judge_cases(args: argparse.Namespace) -> None:
     _print_json(metrics)
 
 
+def cmd_rating_payload(args: argparse.Namespace) -> None:
+    from medllama.clinical.rating.store import payload_from_predictions
+
+    pairs = dict(p.split("=", 1) for p in args.predictions if "=" in p)
+    if len(pairs) != len(args.predictions):
+        raise ValueError("--predictions takes MODEL=PATH (the model's name as the report will show it)")
+    print(payload_from_predictions(args.cases, pairs).model_dump_json(indent=1))
+
+
 def cmd_register(args: argparse.Namespace) -> None:
     from medllama.registry import registry_cli
 
@@ -199,6 +208,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--k", default="1,5,10", help="comma-separated k values")
     p.add_argument("--output", default=None, help="directory for metrics.json and verdicts.jsonl (prompt and verdict per diagnosis)")
     p.add_argument("--batch-size", type=int, default=8)
+
+    p = verb("rating-payload", cmd_rating_payload, "the JSON to POST to /rating/admin/cases: cases and each model's "
+             "differentials", recipe=False)
+    p.add_argument("--cases", required=True, help="clinical cases JSONL (id, case, diagnosis, synonyms)")
+    p.add_argument("--predictions", action="append", required=True, metavar="MODEL=PATH",
+                   help="a model's clinical-cases predictions JSONL (from evaluate --output); repeat per model")
 
     p = verb("register", cmd_register, "log a model folder to MLflow and register a version", recipe=False)
     p.add_argument("--model", required=True)

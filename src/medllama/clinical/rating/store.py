@@ -46,6 +46,22 @@ class CasesIn(BaseModel):
         ..., min_length=1, description="model name -> case id -> ranked diagnoses (what `medllama evaluate` generated)")
 
 
+def payload_from_predictions(cases: str, predictions: dict[str, str]) -> CasesIn:
+    """The admin import body: the cases some model answered, and each model's clinical-cases predictions
+    (`medllama evaluate --output` writes them to `<stem>.predictions/clinical-cases.jsonl`)."""
+    import json
+
+    from medllama import storage
+    from medllama.clinical.judge import read_predictions
+
+    with open(storage.fetch(cases), encoding="utf-8") as f:
+        rows = [CaseIn.model_validate(json.loads(line)) for line in f if line.strip()]
+    differentials = {model: {case_id: ranked for case_id, ranked, _ in read_predictions(path)}
+                     for model, path in predictions.items()}
+    answered = [r for r in rows if any(r.id in by_case for by_case in differentials.values())]
+    return CasesIn(cases=answered, differentials=differentials)
+
+
 class AssignmentIn(BaseModel):
     rater: str = Field(..., min_length=3, max_length=320, description="the rater's e-mail: the owner of their API key")
     case_ids: list[str] = Field(..., min_length=1)
