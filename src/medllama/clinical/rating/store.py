@@ -9,8 +9,9 @@ import random
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Annotated
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StringConstraints
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
@@ -31,6 +32,9 @@ class NotAssigned(PermissionError):
     """A rater asked for a case nobody assigned to them."""
 
 
+ModelName = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+
+
 class CaseIn(BaseModel):
     """A case as the clinical-cases task reads it (cases.jsonl): id, description, diagnosis, synonyms."""
 
@@ -42,7 +46,7 @@ class CaseIn(BaseModel):
 
 class CasesIn(BaseModel):
     cases: list[CaseIn] = Field(..., min_length=1)
-    differentials: dict[str, dict[str, list[str]]] = Field(
+    differentials: dict[ModelName, dict[str, list[str]]] = Field(
         ..., min_length=1, description="model name -> case id -> ranked diagnoses (what `medllama evaluate` generated)")
 
 
