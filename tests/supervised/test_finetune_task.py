@@ -16,16 +16,13 @@ from medllama.supervised.report import BASE_LINK_TAG, TUNED_LINK_TAG
 
 pytestmark = pytest.mark.slow
 
-FEW_STEPS = {"sft.nproc_per_node": 1}  # the task's own stage (recipe) keeps its 8 steps of LoRA
-
 
 @pytest.fixture(scope="module")
 def supervised_run(tiny_model, tmp_path_factory):
     root = tmp_path_factory.mktemp("supervised")
     store = f"sqlite:///{root / 'mlflow.db'}"
     base = register_model(tiny_model, "me-llama-tiny", {"pubmedqa/accuracy": 0.0}, tracking_uri=store)
-    result = finetune_task("tiny", "pubmedqa", base.model_uri, root / "out", overrides=FEW_STEPS, register=True,
-                           tracking_uri=store)
+    result = finetune_task("tiny", "pubmedqa", base.model_uri, root / "out", register=True, tracking_uri=store)
     return result, store, root
 
 
@@ -33,7 +30,8 @@ def test_tuning_moves_the_score_away_from_zero_shot(supervised_run):
     result, _, root = supervised_run
     assert result.training["steps"] == 8 and result.training["examples"] == 60
     assert result.training["final_loss"] < result.training["first_loss"]
-    assert result.stage["lora"]["r"] == 8 and result.stage["objective"] == "sft"
+    assert result.stage["lora"]["r"] == 8 and result.stage["objective"] == "sft"  # the task's stage in tiny.yaml
+    assert result.stage["nproc_per_node"] == 1 and result.stage["micro_batch_size"] == 8  # the rest from sft
     assert set(result.zero_shot) == set(result.supervised) == {"pubmedqa/accuracy", "pubmedqa/macro_f1"}
     moved = {k: result.supervised[k] - result.zero_shot[k] for k in result.supervised}
     print("supervised minus zero-shot:", moved)  # the direction is reported, not judged
