@@ -11,7 +11,7 @@ import pytest
 
 from medllama.data.packed import IGNORE_INDEX, PackedDataset
 from medllama.evaluate import TaskError, get_task, sample_data
-from medllama.evaluate.run import task_data
+from medllama.evaluate.tasks import task_data
 from medllama.recipe import RecipeError, load_recipe
 from medllama.storage import local_path
 from medllama.supervised import TRAIN_SPLITS, load_train, remove_test_overlap

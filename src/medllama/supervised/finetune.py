@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from medllama import storage
-from medllama.evaluate.tasks import Example, Task, TaskError, get_task
+from medllama.evaluate.tasks import Example, Task, TaskError, get_task, task_data
 from medllama.recipe import EvalTask, Recipe, SupervisedTask, load_recipe
 from medllama.supervised.splits import answer_text, load_train, remove_test_overlap
 
@@ -73,7 +73,6 @@ def finetune_task(recipe_path: str, task_name: str, model: str, output: str | Pa
     names that link for a folder). `register`: add the tuned model to the registry as its own version.
     """
     from medllama.evaluate import evaluate
-    from medllama.evaluate.run import task_data
     from medllama.launch import run_stage
 
     recipe = load_recipe(recipe_path, overrides)

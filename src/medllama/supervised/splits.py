@@ -18,7 +18,7 @@ from pathlib import Path
 from medllama.data.clean import clean_text
 from medllama.data.decontam import Decontaminator
 from medllama.evaluate.tasks import Example, Task, TaskError, bionli, ddi2013, hoc, i2b2, medmcqa, mednli, medqa, \
-    mtsample, pubmedqa
+    mtsample, pubmedqa, task_data
 
 
 @dataclass(frozen=True)
@@ -31,7 +31,7 @@ class TrainSplit:
 # benchmark dataset whose release has a training split is supported.
 TRAIN_SPLITS: dict[str, TrainSplit] = {
     # PQA-L's split script writes pqal_fold<k>/train_set.json in ori_pqal.json's format (PQA-A's ori_pqaa.json too)
-    "pubmedqa": TrainSplit("pqal_fold0/train_set.json", pubmedqa.load),
+    "pubmedqa": TrainSplit("pqal_fold0/train_set.json", pubmedqa.load_train),
     "medqa": TrainSplit("US/4_options/phrases_no_exclude_train.jsonl", medqa.load_train),
     "medmcqa": TrainSplit("train.json", medmcqa.load),
     "hoc": TrainSplit(".", hoc.load_train),  # the release tree itself, with BLURB's train_pmid.tsv
@@ -51,8 +51,6 @@ def train_split(task: Task) -> TrainSplit:
 
 def load_train(task: Task, uri: str, limit: int | None = None) -> tuple[list[Example], Path]:
     """The training examples at `uri` (the split's file, a release tree, or the directory holding it)."""
-    from medllama.evaluate.run import task_data
-
     split = train_split(task)
     path = task_data(dataclasses.replace(task, release_file=split.release_file), uri)
     return split.load(path, limit), path

@@ -50,8 +50,19 @@ def load(path: Path, limit: int | None = None) -> list[Example]:
     if missing:
         raise TaskError(f"pubmedqa {path}: {len(missing)} test PMIDs of {GROUND_TRUTH} are not in it "
                         f"(first: {missing[0]}); both files must come from the same release")
+    return _examples(path, records, pmids if pmids is not None else list(records), limit)
+
+
+def load_train(path: Path, limit: int | None = None) -> list[Example]:
+    """The training split: every record of the split script's `pqal_fold<k>/train_set.json` (PQA-A's
+    `ori_pqaa.json` has the same format)."""
+    records = _json(path)
+    return _examples(path, records, list(records), limit)
+
+
+def _examples(path: Path, records: dict, pmids: list[str], limit: int | None) -> list[Example]:
     examples = []
-    for pmid in pmids if pmids is not None else records:
+    for pmid in pmids:
         r = records[pmid]
         try:
             decision = r["final_decision"].strip().lower()
