@@ -33,6 +33,7 @@ def tune_on_task(
     result: Output[Artifact],
     metrics: Output[Metrics],
     report: Output[Markdown],
+    cluster: str = "",
 ):
     """Tunes `base` on the task's training split, scores it beside `base` on the test split and registers it as
     its own version linked to `base_version`."""
@@ -44,7 +45,8 @@ def tune_on_task(
 
     out = f"{work_uri.rstrip('/')}/{run_id}/supervised/{task}"
     tuned = finetune_task(recipe, task, base.metadata["uri"], out, overrides=overrides, launcher=launcher,
-                          base_version=base_version, register=True, tracking_uri=tracking_uri or None)
+                          cluster=cluster or None, base_version=base_version, register=True,
+                          tracking_uri=tracking_uri or None)
     with open(result.path, "w") as f:
         json.dump(dataclasses.asdict(tuned), f, indent=2)
     result.metadata.update({"uri": out, "task": task, "registered": tuned.registered})

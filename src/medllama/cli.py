@@ -104,7 +104,8 @@ def cmd_finetune_task(args: argparse.Namespace) -> None:
     from medllama.supervised import finetune_task
 
     result = finetune_task(args.recipe, args.task, args.model, args.output, overrides=parse_overrides(args.set),
-                           train=args.train, test=args.test, launcher=args.launcher, register=args.register,
+                           train=args.train, test=args.test, launcher=args.launcher, cluster=args.cluster,
+                           register=args.register,
                            tracking_uri=args.tracking_uri)
     _print_json({"model": result.model_dir, "zero_shot": result.zero_shot, "supervised": result.supervised,
                  "overlap": result.overlap, "registered": result.registered})
@@ -199,6 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train", default=None, help="training-split release file or tree (default: the recipe's)")
     p.add_argument("--test", default=None, help="test-split release file (default: the recipe's)")
     p.add_argument("--launcher", choices=["local", "kubernetes"], default="local")
+    p.add_argument("--cluster", default=None, help="kubernetes: cluster profile (cluster/NAME.yaml or a path; default dev)")
     p.add_argument("--register", action="store_true", help="register the tuned model as its own MLflow version")
     p.add_argument("--tracking-uri", default=None)
 

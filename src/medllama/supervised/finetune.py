@@ -65,12 +65,13 @@ def task_spec(recipe: Recipe, name: str, train: str | None = None, test: str | N
 
 def finetune_task(recipe_path: str, task_name: str, model: str, output: str | Path, *,
                   overrides: dict[str, Any] | None = None, train: str | None = None, test: str | None = None,
-                  launcher: str = "local", base_version: str | None = None, register: bool = False,
-                  tracking_uri: str | None = None) -> SupervisedResult:
+                  launcher: str = "local", cluster: str | None = None, base_version: str | None = None,
+                  register: bool = False, tracking_uri: str | None = None) -> SupervisedResult:
     """Tune `model` on the task's training split and score it beside its base on the test split.
 
     `model`: HF folder, s3:// or models:/NAME/VERSION (then the tuned version is linked to it; `base_version`
     names that link for a folder). `register`: add the tuned model to the registry as its own version.
+    `launcher`/`cluster`: where training runs, as for `medllama train` (kubernetes: the cluster profile's job).
     """
     from medllama.evaluate import evaluate
     from medllama.launch import run_stage
@@ -93,7 +94,8 @@ def finetune_task(recipe_path: str, task_name: str, model: str, output: str | Pa
 
     stage_overrides = {**(overrides or {}), **{f"sft.{k}": v for k, v in spec.stage.items()}}
     trained = run_stage(str(recipe_path), "sft", data_dir=packed, tokenizer_dir=base_uri, init=base_uri,
-                        output_dir=out / "train", launcher=launcher, overrides=stage_overrides)
+                        output_dir=out / "train", launcher=launcher, overrides=stage_overrides,
+                        cluster=cluster if launcher == "kubernetes" else None)
 
     tests = [EvalTask(name=task.name, data=spec.test, limit=spec.limit, mode=spec.mode)]
     kw = dict(batch_size=recipe.eval.batch_size, template=recipe.data.prompt_template)
