@@ -39,7 +39,7 @@ def test_tuning_moves_the_score_away_from_zero_shot(supervised_run):
     saved = SupervisedResult.load(root / "out")
     assert saved.supervised == result.supervised and saved.overlap["dropped"] == 0
     report = (root / "out" / "result.md").read_text()
-    assert "| pubmedqa | accuracy |" in report and "0 of 39" in report
+    assert "| pubmedqa | accuracy |" in report and "0 of 20" in report  # the 20 PMIDs of the sample's test_ground_truth.json
     zero = json.loads((root / "out" / "eval" / "zero-shot.json").read_text())
     tuned = json.loads((root / "out" / "eval" / "supervised.json").read_text())
     assert [s["id"] for s in zero["tasks"][0]["samples"]] == [s["id"] for s in tuned["tasks"][0]["samples"]]
