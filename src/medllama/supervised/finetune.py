@@ -137,6 +137,7 @@ def pack_examples(recipe: Recipe, task: Task, examples: list[Example], tokenizer
 
     from medllama.data.packed import token_dtype
     from medllama.data.prepare import _pack_sft  # the packing `medllama prepare` does for instruction data
+    from medllama.data.shard import ShardOptions
 
     dest.mkdir(parents=True, exist_ok=True)
     jsonl = dest / "train.jsonl"
@@ -146,5 +147,6 @@ def pack_examples(recipe: Recipe, task: Task, examples: list[Example], tokenizer
             f.write(json.dumps(record, ensure_ascii=False) + "\n")
     tok = AutoTokenizer.from_pretrained(str(tokenizer_dir))
     only_these = recipe.model_copy(update={"data": recipe.data.model_copy(update={"instructions": [str(jsonl)]})})
-    stats, _ = _pack_sft(tok, only_these, dest / "sft", token_dtype(len(tok)), True)
+    # remove_test_overlap already dropped what shares an n-gram with the test split: no second pass here
+    stats, _ = _pack_sft(tok, only_these, dest / "sft", token_dtype(len(tok)), True, ShardOptions(decontaminate="off"))
     return dest / "sft", stats

@@ -1,4 +1,4 @@
-"""The rating tables, on the gate's SQLAlchemy base (one database, one migration history: 0002_ratings)."""
+"""The rating tables, on the gate's SQLAlchemy base (one database, one migration history: 0003_ratings)."""
 
 from __future__ import annotations
 

@@ -1,14 +1,14 @@
 """Human rating of clinical-case differentials (medllama.clinical.rating): cases, blinded differentials,
 assignments of cases to raters, ratings.
 
-Revision ID: 0002
-Revises: 0001
+Revision ID: 0003
+Revises: 0002
 """
 from alembic import op
 import sqlalchemy as sa
 
-revision = "0002"
-down_revision = "0001"
+revision = "0003"
+down_revision = "0002"
 branch_labels = None
 depends_on = None
 
