@@ -18,7 +18,7 @@ import pytest
 from sklearn.metrics import cohen_kappa_score
 
 from medllama.storage import local_path
-from tests.gate.helpers import ADMIN_TOKEN, approved_key, auth, open_repo, running, write_config
+from tests.gate.gate_helpers import ADMIN_TOKEN, approved_key, auth, open_repo, running, write_config
 from tests.servers import free_port, venv_bin
 
 pytestmark = [pytest.mark.slow, pytest.mark.local]

@@ -15,7 +15,7 @@ from medllama.clinical.rating.router import rating_router
 from medllama.gate.app import create_app
 from medllama.gate.config import load_config
 from medllama.recipe import RatingSpec
-from tests.gate.helpers import ADMIN_TOKEN, approved_key, auth, open_repo, write_config
+from tests.gate.gate_helpers import ADMIN_TOKEN, approved_key, auth, open_repo, write_config
 
 pytestmark = pytest.mark.local
 
