@@ -88,6 +88,16 @@ def cmd_train(args: argparse.Namespace) -> None:
     _print_json({"model": str(result.model_dir), "metrics": {k: v for k, v in result.metrics.items() if k != "losses"}})
 
 
+def cmd_plan(args: argparse.Namespace) -> None:
+    from medllama.train.metrics import gpu_hour_price
+    from medllama.train.plan import plan_cli
+
+    price = args.price if args.price is not None else gpu_hour_price()
+    table, plans = plan_cli(load_recipe(args.recipe, parse_overrides(args.set)), gpus=args.gpus, gpu_type=args.gpu_type,
+                            mfu=args.mfu, price=price, sft_tokens=args.sft_tokens)
+    _print_json(plans) if args.json else print(table, end="")
+
+
 def cmd_evaluate(args: argparse.Namespace) -> None:
     from medllama.evaluate import evaluate_cli
 
@@ -179,6 +189,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--launcher", choices=["local", "kubernetes"], default="local")
     p.add_argument("--dry-run", action="store_true", help="kubernetes: print the PyTorchJob YAML, submit nothing")
     p.add_argument("--cluster", default=None, help="kubernetes: cluster profile (cluster/NAME.yaml or a path; default dev)")
+
+    p = verb("plan", cmd_plan, "memory per GPU, FLOPs, GPU-hours and cost of the recipe's training stages")
+    p.add_argument("--gpus", type=int, default=None, help="GPUs per stage (default: the stage's nproc_per_node x nnodes)")
+    p.add_argument("--gpu-type", choices=["A100", "H100"], default="A100")
+    p.add_argument("--mfu", type=float, default=0.4, help="assumed model FLOPs utilisation (default 0.4)")
+    p.add_argument("--price", type=float, default=None, help="price of one GPU-hour (default $MEDLLAMA_GPU_HOUR_PRICE)")
+    p.add_argument("--sft-tokens", type=float, default=None, help="instruction tokens per epoch (packed rows x seq_len)")
+    p.add_argument("--json", action="store_true", help="print the plans as JSON")
 
     p = verb("evaluate", cmd_evaluate, "score a model on one benchmark task", recipe=False)
     p.add_argument("--model", required=True, help="HF model directory")

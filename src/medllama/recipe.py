@@ -27,7 +27,8 @@ class _Strict(BaseModel):
 
 class ModelSpec(_Strict):
     base: str | None = Field(None, description="HF checkpoint dir or s3:// URI; null = random init from `config`")
-    config: dict[str, Any] = Field(default_factory=dict, description="LlamaConfig fields for random init")
+    config: dict[str, Any] = Field(default_factory=dict, description="LlamaConfig fields: the model of a random init, "
+                                   "or (with base) the base's architecture, which `medllama plan` sizes")
     tokenizer: str | None = Field(None, description="HF tokenizer dir/URI; null = train a BPE tokenizer on the corpus")
     vocab_size: int = Field(2048, gt=255, description="vocabulary of the trained BPE tokenizer (tiny recipes)")
 

@@ -65,15 +65,8 @@ def expand(uri: str) -> list[str]:
     """All files a source URI names: one file, a directory's files, a glob, or every object under an S3 prefix."""
     uri = expand_vars(uri)
     if is_s3(uri):
-        bucket, prefix = split_s3(uri)
-        try:
-            pages = s3_client().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
-            keys = [o["Key"] for page in pages for o in page.get("Contents", []) if not o["Key"].endswith("/")]
-        except Exception as e:  # botocore raises many types; all mean "cannot list"
-            raise StorageError(f"{uri}: cannot list objects ({e}); check the bucket, prefix and credentials") from None
-        if not keys:
-            raise StorageError(f"{uri}: no objects match; check the prefix and credentials")
-        return [f"s3://{bucket}/{k}" for k in sorted(keys)]
+        bucket = split_s3(uri)[0]
+        return [f"s3://{bucket}/{k}" for k in _s3_objects(uri)]
     path = local_path(uri)
     if path.is_dir():
         files = sorted(str(p) for p in path.rglob("*") if p.is_file())
@@ -86,8 +79,22 @@ def expand(uri: str) -> list[str]:
     return files
 
 
+def _s3_objects(uri: str) -> dict[str, str]:
+    """Key → ETag of every object under an S3 prefix, sorted by key."""
+    bucket, prefix = split_s3(uri)
+    try:
+        pages = s3_client().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+        found = {o["Key"]: o["ETag"] for page in pages for o in page.get("Contents", []) if not o["Key"].endswith("/")}
+    except Exception as e:  # botocore raises many types; all mean "cannot list"
+        raise StorageError(f"{uri}: cannot list objects ({e}); check the bucket, prefix and credentials") from None
+    if not found:
+        raise StorageError(f"{uri}: no objects match; check the prefix and credentials")
+    return dict(sorted(found.items()))
+
+
 def fetch(uri: str) -> Path:
-    """A local path holding the URI's content, downloading an S3 object or prefix into the cache once."""
+    """A local path holding the URI's content, downloading an S3 object or prefix into the cache once per
+    version of its objects (their ETags)."""
     uri = expand_vars(uri)
     if not is_s3(uri):
         path = local_path(uri)
@@ -95,15 +102,16 @@ def fetch(uri: str) -> Path:
             raise StorageError(f"{uri}: no such file or directory")
         return path
     bucket, key = split_s3(uri)
-    dest = CACHE_DIR / "s3" / hashlib.sha256(uri.encode()).hexdigest()[:16]
+    objects = _s3_objects(uri)
+    # keyed by the objects' ETags too: a rewritten object (or one added under the prefix) is fetched anew
+    listing = "\n".join(f"{k}\0{etag}" for k, etag in objects.items())
+    dest = CACHE_DIR / "s3" / hashlib.sha256(f"{uri}\n{listing}".encode()).hexdigest()[:16]
     if dest.exists():
         return dest / Path(key).name if (dest / ".single").exists() else dest
     client = s3_client()
-    objects = expand(uri)
     tmp = Path(tempfile.mkdtemp(dir=CACHE_DIR.mkdir(parents=True, exist_ok=True) or CACHE_DIR))
-    single = len(objects) == 1 and split_s3(objects[0])[1] == key
-    for obj in objects:
-        okey = split_s3(obj)[1]
+    single = len(objects) == 1 and next(iter(objects)) == key
+    for okey in objects:
         rel = Path(okey).name if single else Path(okey[len(key):].lstrip("/"))
         (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
         client.download_file(bucket, okey, str(tmp / rel))

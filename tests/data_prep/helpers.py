@@ -47,3 +47,26 @@ def small_recipe(sources: list[dict], instructions: list[str] | None = None, **d
     overrides = {"data.sources": sources, "data.instructions": instructions or [], "model.vocab_size": 300, "data.seq_len": 64}
     overrides.update({f"data.{k}": v for k, v in data.items()})
     return load_recipe("tiny", overrides=overrides)
+
+
+def packed_examples(ds) -> list[tuple]:
+    """The (input_ids, labels) of every instruction example in a packed SFT directory, row by row, split at
+    the document-boundary index; the padding after a row's last example is dropped (and checked)."""
+    import numpy as np
+
+    from medllama.data.packed import IGNORE_INDEX
+
+    out = []
+    for i in range(len(ds)):
+        row = ds[i]
+        ids, labels, pos = row["input_ids"], row["labels"], row["position_ids"]
+        bounds = [0, *ds.doc_starts(i).tolist(), len(ids)]
+        for a, b in zip(bounds, bounds[1:]):
+            assert (pos[a:b] == np.arange(b - a)).all(), "positions restart at each example"
+            out.append((ids[a:b], labels[a:b]))
+        last_ids, last_labels = out[-1]
+        trained = np.flatnonzero(last_labels != IGNORE_INDEX)
+        end = trained[-1] + 1 if len(trained) else len(last_ids)
+        assert (last_ids[end:] == ds.manifest.pad_id).all() and (last_labels[end:] == IGNORE_INDEX).all()
+        out[-1] = (last_ids[:end], last_labels[:end])
+    return out

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from transformers import AutoTokenizer
 
-from medllama.data.instructions import Example, build_row, iter_examples, parse_record, render_prompt
+from medllama.data.instructions import Example, build_example, iter_examples, parse_record, render_prompt
 from medllama.data.packed import IGNORE_INDEX
 from medllama.recipe import load_recipe
 
@@ -67,8 +67,8 @@ def tok(tiny_run):
 def test_long_input_is_shortened_and_template_kept(tok):
     ex = Example("Answer with yes, no, or maybe.", "Context: " + "the patient had a fever and cough. " * 40, "yes")
     counts = Counter()
-    ids, labels = build_row(tok, ex, SPEC, counts)
-    assert counts == Counter(truncated=1) and len(ids) == SPEC.seq_len
+    ids, labels = build_example(tok, ex, SPEC, counts)
+    assert counts == Counter(truncated=1) and SPEC.seq_len - 8 < len(ids) <= SPEC.seq_len
     trained = labels != IGNORE_INDEX
     assert tok.decode(labels[trained]) == "yes</s>"
     prompt = tok.decode(ids[: np.argmax(trained)])
@@ -77,7 +77,29 @@ def test_long_input_is_shortened_and_template_kept(tok):
 
 def test_long_response_is_cut_and_hopeless_prompt_dropped(tok):
     counts = Counter()
-    ids, labels = build_row(tok, Example("Explain.", "", "a long answer " * 100), SPEC, counts)
-    assert counts["truncated"] == 1 and (labels[-1] != IGNORE_INDEX) and ids[-1] != tok.eos_token_id
-    assert build_row(tok, Example("why " * 300, "", "ok"), SPEC, counts) is None
+    ids, labels = build_example(tok, Example("Explain.", "", "a long answer " * 100), SPEC, counts)
+    assert counts["truncated"] == 1 and len(ids) == SPEC.seq_len
+    assert labels[-1] != IGNORE_INDEX and ids[-1] != tok.eos_token_id
+    assert build_example(tok, Example("why " * 300, "", "ok"), SPEC, counts) is None
     assert counts == Counter(truncated=2, prompt_too_long=1)
+
+
+def test_row_packer_first_fit_with_boundaries(tmp_path):
+    from medllama.data.instructions import RowPacker
+    from medllama.data.packed import Manifest, PackedDataset, PackedWriter
+
+    writer = PackedWriter(tmp_path, Manifest("sft", 10, "uint16", 100, 2, 0))
+    packer = RowPacker(writer, open_rows=2)
+    # 6 opens row A, 5 row B, 3 fits A; 10 fits neither and two rows are open: A is written, 10 fills a
+    # row of its own; 4 and 1 fill B
+    for n in (6, 5, 3, 10, 4, 1):
+        packer.add(np.arange(1, n + 1) + 10 * n, np.full(n, 7))
+    packer.close()
+    writer.close()
+    ds = PackedDataset(tmp_path)
+    assert [list(ds.doc_starts(i)) for i in range(len(ds))] == [[6], [], [5, 9]]
+    assert list(ds[0]["input_ids"]) == [61, 62, 63, 64, 65, 66, 31, 32, 33, 0]
+    assert list(ds[0]["labels"][-2:]) == [7, -100] and list(ds[0]["position_ids"]) == [0, 1, 2, 3, 4, 5, 0, 1, 2, 3]
+    assert list(ds[1]["input_ids"]) == list(range(101, 111))
+    assert list(ds[2]["input_ids"]) == [51, 52, 53, 54, 55, 41, 42, 43, 44, 11]
+    assert packer.examples == 6 and packer.pad_tokens == 1

@@ -11,6 +11,8 @@ from medllama.data.packed import IGNORE_INDEX, Manifest, PackedDataset
 from medllama.recipe import load_recipe
 from medllama.storage import local_path
 
+from .helpers import packed_examples
+
 
 def test_layout_and_manifests(tiny_run):
     out = tiny_run.output_dir
@@ -49,18 +51,17 @@ def test_sft_labels_train_only_the_response_and_eos(tiny_run):
     with open(local_path(load_recipe("tiny").data.instructions[0])) as f:
         records = [json.loads(line) for line in f]
     outputs = {r.get("output") or r["messages"][-1]["content"] for r in records}
-    for i in range(0, len(ds), 7):
-        ids, labels = ds[i]["input_ids"], ds[i]["labels"]
+    examples = packed_examples(ds)
+    assert len(examples) == tiny_run.stats["sft"]["examples"] > len(ds)  # several examples share a row
+    for ids, labels in examples[::7]:
         trained = labels != IGNORE_INDEX
-        first, last = np.argmax(trained), len(trained) - np.argmax(trained[::-1])
-        assert trained[first:last].all(), "one contiguous trained span"
+        first = np.argmax(trained)
+        assert trained[first:].all(), "one trained span, to the end of the example"
         assert (labels[trained] == ids[trained]).all()
-        assert ids[last - 1] == tok.eos_token_id or last == len(ids), "EOS ends the response (unless truncated)"
-        assert (ids[last:] == tok.pad_token_id).all()
         prompt = tok.decode(ids[:first])
         assert prompt.startswith("### Instruction:\n") and prompt.endswith("### Response:\n")
-        if ids[last - 1] == tok.eos_token_id:
-            assert tok.decode(ids[first:last - 1]) in outputs
+        if ids[-1] == tok.eos_token_id:
+            assert tok.decode(ids[first:-1]) in outputs
 
 
 def test_tiny_stats_ratio_and_counts(tiny_run):
@@ -76,5 +77,8 @@ def test_tiny_stats_ratio_and_counts(tiny_run):
         assert v["docs_selected"] <= v["docs_kept"] == v["docs_read"]
     assert s["cpt"]["rows"] * 128 == s["cpt"]["tokens"]
     assert s["cpt"]["tokens"] + s["cpt"]["tokens_dropped_tail"] == sum(v["tokens_selected"] for v in s["domains"].values())
-    assert s["sft"]["rows"] == s["sft"]["examples_read"] >= 300
-    assert s["sft"]["truncated"] < s["sft"]["rows"] * 0.1
+    assert s["sft"]["examples"] == s["sft"]["examples_read"] >= 300 and s["sft"]["rows"] < s["sft"]["examples"]
+    assert s["sft"]["truncated"] < s["sft"]["examples"] * 0.1
+    # packing: the padding share falls well below one example per row's
+    assert s["sft"]["padding_share"] < 0.5 * s["sft"]["padding_share_one_per_row"]
+    assert abs(s["sft"]["padding_share"] - (1 - s["sft"]["tokens"] / (s["sft"]["rows"] * 128))) < 1e-12

@@ -13,6 +13,8 @@ from medllama.data.clean import clean_text
 from medllama.data.packed import IGNORE_INDEX, PackedDataset
 from medllama.storage import sha256_tree
 
+from .helpers import packed_examples
+
 
 def test_cpt_rows_are_documents_separated_by_eos(tmp_path, corpus, corpus_recipe):
     res = prepare(corpus_recipe, tmp_path / "out", progress=False)
@@ -48,54 +50,23 @@ def test_rerun_into_same_dir_replaces_outputs(tmp_path, corpus_recipe):
     assert not (out / "cpt" / "tokens-00099.bin").exists()
 
 
-def test_sft_rows_mask_prompt_and_padding(tmp_path, corpus_recipe):
-    corpus_recipe.data.seq_len = 128  # a 300-token vocabulary spends ~2 characters per token
+def test_sft_rows_pack_examples_and_mask_prompt_and_padding(tmp_path, corpus_recipe):
+    corpus_recipe.data.seq_len = 256  # a 300-token vocabulary spends ~2 characters per token: 2-3 examples a row
     res = prepare(corpus_recipe, tmp_path / "out", progress=False)
     tok = AutoTokenizer.from_pretrained(res.tokenizer_dir)
     ds = PackedDataset(res.sft_dir)
-    assert len(ds) == 13 and res.stats["sft"]["truncated"] == 0
+    assert res.stats["sft"]["examples"] == 13 and len(ds) < 13 and res.stats["sft"]["truncated"] == 0
     seen = []
-    for i in range(len(ds)):
-        ids, labels = ds[i]["input_ids"], ds[i]["labels"]
+    for ids, labels in packed_examples(ds):
         trained = np.flatnonzero(labels != IGNORE_INDEX)
-        assert (trained == np.arange(trained[0], trained[-1] + 1)).all()
-        assert ids[trained[-1]] == tok.eos_token_id and (ids[trained[-1] + 1:] == tok.pad_token_id).all()
-        assert (labels[trained[-1] + 1:] == IGNORE_INDEX).all()
+        assert (trained == np.arange(trained[0], len(ids))).all() and ids[-1] == tok.eos_token_id
         seen.append((tok.decode(ids[: trained[0]]), tok.decode(labels[trained])))
+    assert len(seen) == 13
     assert seen[0] == ("### Instruction:\nWhat is finding 0?\n\n### Response:\n", "Finding 0 is a sign of fever.</s>")
-    assert seen[1] == ("### Instruction:\nAnswer with yes, no, or maybe.\n\n### Input:\nContext: study 1 of the heart."
-                       "\n\n### Response:\n", "no</s>")
-    assert seen[-1] == ("### Instruction:\nName a kidney test.\n\n### Input:\nsystem: Be brief.\n\n### Response:\n",
-                        "Serum creatinine.</s>")
-
-
-def test_given_tokenizer_is_used_instead_of_training(tmp_path, corpus_recipe):
-    first = prepare(corpus_recipe, tmp_path / "a", progress=False)
-    corpus_recipe.model.tokenizer = str(first.tokenizer_dir)
-    corpus_recipe.model.vocab_size = 4096  # ignored: the given tokenizer decides
-    second = prepare(corpus_recipe, tmp_path / "b", progress=False)
-    assert second.stats["tokenizer"]["trained"] is False and second.stats["tokenizer"]["vocab_size"] == 300
-    assert sha256_tree(first.cpt_dir) == sha256_tree(second.cpt_dir)
-
-
-def test_corpus_smaller_than_a_row_is_an_error(tmp_path, corpus_recipe):
-    corpus_recipe.data.seq_len = 1 << 20
-    with pytest.raises(ValueError, match="fewer than one row"):
-        prepare(corpus_recipe, tmp_path / "out", progress=False)
-
-
-def test_given_tokenizer_without_pad_gets_one(tmp_path, corpus_recipe):
-    from transformers import PreTrainedTokenizerFast
-
-    first = prepare(corpus_recipe, tmp_path / "a", progress=False)
-    bare = PreTrainedTokenizerFast(tokenizer_object=AutoTokenizer.from_pretrained(first.tokenizer_dir).backend_tokenizer,
-                                   eos_token="</s>", unk_token="<unk>")  # like LLaMA-2: no pad token
-    bare.save_pretrained(tmp_path / "bare")
-    corpus_recipe.model.tokenizer = str(tmp_path / "bare")
-    res = prepare(corpus_recipe, tmp_path / "b", progress=False)
-    saved = AutoTokenizer.from_pretrained(res.tokenizer_dir)
-    assert saved.pad_token == "<unk>" and res.stats["tokenizer"]["pad_id"] == saved.unk_token_id
-    assert PackedDataset(res.sft_dir).manifest.pad_id == saved.unk_token_id
+    assert ("### Instruction:\nAnswer with yes, no, or maybe.\n\n### Input:\nContext: study 1 of the heart."
+            "\n\n### Response:\n", "no</s>") in seen
+    assert ("### Instruction:\nName a kidney test.\n\n### Input:\nsystem: Be brief.\n\n### Response:\n",
+            "Serum creatinine.</s>") in seen
 
 
 def test_tokenizer_that_adds_bos_gets_bos_before_documents_and_prompts(tmp_path, corpus_recipe):
@@ -113,5 +84,4 @@ def test_tokenizer_that_adds_bos_gets_bos_before_documents_and_prompts(tmp_path,
     after_eos = stream[np.flatnonzero(stream[:-1] == eos) + 1]
     assert len(after_eos) > 3 and (after_eos == bos).all()
     assert (stream == bos).sum() == len(after_eos) + 1
-    sft = PackedDataset(res.sft_dir)
-    assert all(sft[i]["input_ids"][0] == bos and sft[i]["labels"][0] == IGNORE_INDEX for i in range(len(sft)))
+    assert all(ids[0] == bos and labels[0] == IGNORE_INDEX for ids, labels in packed_examples(PackedDataset(res.sft_dir)))

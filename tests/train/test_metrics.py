@@ -107,3 +107,46 @@ def test_loss_plot_is_logged_as_an_artifact(monkeypatch, tmp_path):
     logger.log_artifact(tmp_path / "missing.png")  # absent: skipped, not fatal
     logger.close()
     assert [a.path for a in MlflowClient(uri).list_artifacts(run_id)] == ["loss.png"]
+
+
+def test_mfu_divides_by_every_device_and_per_gpu_throughput_follows():
+    m = RunMetrics(stage="cpt", start_step=0, steps=2, tokens=4000, train_seconds=2.0, world_size=2,
+                   flops_per_token=1e9, peak_flops=1e12)
+    d = m.as_dict()
+    assert d["tokens_per_s"] == 2000 and d["tokens_per_s_per_gpu"] == 1000
+    assert d["mfu"] == 2000 * 1e9 / (2 * 1e12)  # not / 1e12: that overstated MFU by the world size
+    assert d["gpu_hours"] == 2 * 2.0 / 3600 and d["cost"] is None
+
+
+def test_lora_counts_no_weight_gradients_for_frozen_weights(tiny_assets):
+    from transformers import AutoTokenizer
+
+    from medllama.recipe import LoraSpec, load_recipe
+    from medllama.train.metrics import model_flops_per_token
+    from medllama.train.model import build_model
+
+    recipe = load_recipe(tiny_assets["recipe"])
+    tok = AutoTokenizer.from_pretrained(tiny_assets["tokenizer"])
+    full = build_model(recipe, recipe.sft, None, tok)
+    fpt_full, n = model_flops_per_token(full, seq_len=64)
+    lora = build_model(recipe, recipe.sft.model_copy(update={"lora": LoraSpec(r=4, target_modules=["q_proj"])}), None, tok)
+    fpt_lora, n_lora = model_flops_per_token(lora, seq_len=64)
+    trainable = sum(p.numel() for p in lora.parameters() if p.requires_grad)
+    attention = 12 * 2 * 64 * 64  # 12·L·d·S of the test model (2 layers, hidden 64)
+    assert 0 < trainable < n < n_lora
+    assert fpt_full == 6 * n + attention
+    assert fpt_lora == 4 * n_lora + 2 * trainable + attention
+
+
+def test_gpu_hour_price_from_env(monkeypatch):
+    import pytest
+
+    from medllama.train.metrics import gpu_hour_price
+
+    monkeypatch.delenv("MEDLLAMA_GPU_HOUR_PRICE", raising=False)
+    assert gpu_hour_price() is None
+    monkeypatch.setenv("MEDLLAMA_GPU_HOUR_PRICE", "2.5")
+    assert gpu_hour_price() == 2.5
+    monkeypatch.setenv("MEDLLAMA_GPU_HOUR_PRICE", "cheap")
+    with pytest.raises(ValueError, match="MEDLLAMA_GPU_HOUR_PRICE"):
+        gpu_hour_price()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -92,3 +93,29 @@ def test_flash_attention_without_its_package_or_gpu_fails_with_the_fix(tiny_asse
     stage = recipe.cpt.model_copy(update={"attn_implementation": "flash_attention_2"})
     with pytest.raises(ValueError, match="use 'sdpa'"):
         build_model(recipe, stage, None, tok)
+
+
+def test_packed_sft_example_sees_only_itself(tiny_assets, tmp_path):
+    """Two instruction examples packed into one row (RowPacker, as prepare writes them): the second one's
+    logits are those it has alone, so packing changes no example's loss."""
+    from medllama.data.instructions import RowPacker
+    from medllama.data.packed import Manifest, PackedWriter
+
+    tok = AutoTokenizer.from_pretrained(tiny_assets["tokenizer"])
+    texts = ["### Instruction: what treats asthma ? ### Response: heparin .", "### Instruction: what treats gout ? ### Response: statin ."]
+    examples = [np.array(tok.encode(t, add_special_tokens=False) + [tok.eos_token_id]) for t in texts]
+    writer = PackedWriter(tmp_path, Manifest("sft", 64, "uint16", len(tok), tok.eos_token_id, tok.pad_token_id))
+    packer = RowPacker(writer)
+    for ids in examples:
+        packer.add(ids, ids.copy())
+    packer.close()
+    writer.close()
+    row = PackedDataset(tmp_path)[0]
+    first, second = len(examples[0]), examples[1]
+    recipe = load_recipe(tiny_assets["recipe"])
+    model = build_model(recipe, recipe.sft, None, tok).eval()
+    with torch.no_grad():
+        packed = model(input_ids=torch.from_numpy(row["input_ids"])[None],
+                       position_ids=torch.from_numpy(row["position_ids"])[None], use_cache=False).logits
+        alone = model(input_ids=torch.from_numpy(second)[None], use_cache=False).logits
+    assert torch.allclose(packed[0, first:first + len(second)], alone[0], atol=1e-5)

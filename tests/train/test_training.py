@@ -29,10 +29,16 @@ def stage_run(assets, out, stage="cpt", init=None, **overrides):
                      overrides={f"{stage}.{k}": v for k, v in overrides.items()})
 
 
+PEAK, PRICE = 1e12, 2.5  # a made-up peak FLOP/s and GPU-hour price, so the 2-rank run reports MFU and cost
+
+
 @pytest.fixture(scope="module")
 def cpt_run(tiny_assets, tmp_path_factory):
     out = tmp_path_factory.mktemp("cpt") / "out"
-    return out, stage_run(tiny_assets, out)  # 40 steps, save_every 10, keep_last 2
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MEDLLAMA_PEAK_FLOPS", str(PEAK))
+        mp.setenv("MEDLLAMA_GPU_HOUR_PRICE", str(PRICE))
+        return out, stage_run(tiny_assets, out)  # 40 steps, save_every 10, keep_last 2
 
 
 def test_loss_falls_and_model_loads(cpt_run):
@@ -42,7 +48,11 @@ def test_loss_falls_and_model_loads(cpt_run):
     assert m["final_loss"] < 0.5 * m["first_loss"], m["losses"]
     assert m["tokens_per_s"] > 0 and m["train_seconds"] > 0
     assert len(m["step_seconds"]) == 40 and m["n_params"] > 0 and m["flops_per_token"] > 6 * m["n_params"]
-    assert m["mfu"] is None and m["peak_flops"] is None  # CPU without MEDLLAMA_PEAK_FLOPS: no meaningful peak
+    # 2 ranks: MFU divides all ranks' FLOP/s by 2 devices' peak; GPU-hours count both
+    assert m["world_size"] == 2 and m["peak_flops"] == PEAK
+    assert m["tokens_per_s_per_gpu"] == pytest.approx(m["tokens_per_s"] / 2)
+    assert m["mfu"] == pytest.approx(m["tokens_per_s"] * m["flops_per_token"] / (2 * PEAK))
+    assert m["gpu_hours"] == pytest.approx(2 * m["train_seconds"] / 3600) and m["cost"] == pytest.approx(PRICE * m["gpu_hours"])
     assert (out / "loss.png").stat().st_size > 1000
     model = AutoModelForCausalLM.from_pretrained(result.model_dir)
     tok = AutoTokenizer.from_pretrained(result.model_dir)

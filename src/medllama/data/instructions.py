@@ -6,10 +6,13 @@ Record shapes (JSONL, one per line, optionally .gz; or a JSON array of them):
 A chat record trains on its last assistant message; the user message before it is the instruction and
 any earlier turns (system included) are rendered "role: content", one per line, as the input.
 
-A row is [BOS] + prompt + response + EOS (BOS only where the tokenizer adds one), right-padded with pad_id to seq_len; labels are -100 on the prompt
-and the padding, so only the response and its EOS are trained. Too long: the input is shortened
-first (it is the context, the instruction and the "### Response:" cue stay whole), then the response
-is cut at the end; an example whose prompt alone fills the row is dropped. All counted.
+An example is [BOS] + prompt + response + EOS (BOS only where the tokenizer adds one); labels are -100
+on the prompt, so only the response and its EOS are trained. Too long for a row: the input is
+shortened first (it is the context, the instruction and the "### Response:" cue stay whole), then the
+response is cut at the end; an example whose prompt alone fills the row is dropped. All counted.
+`RowPacker` packs examples into rows of seq_len (first fit), right-padded with pad_id (label -100), with
+the document-boundary index CPT rows have: position_ids restart at each example, so an example never
+attends to the one packed before it.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from typing import Iterator
 
 import numpy as np
 
-from medllama.data.packed import IGNORE_INDEX
+from medllama.data.packed import IGNORE_INDEX, PackedWriter
 from medllama.data.sources import open_binary
 from medllama.data.tokenizer import bos_prefix, encode_batch
 from medllama.recipe import DataSpec
@@ -114,12 +117,12 @@ def render_prompt(ex: Example, spec: DataSpec) -> str:
     return spec.prompt_template_no_input.format(instruction=ex.instruction)
 
 
-def build_row(
+def build_example(
     tok, ex: Example, spec: DataSpec, counts: Counter, lengths: list[int] | None = None
 ) -> tuple[np.ndarray, np.ndarray] | None:
-    """(input_ids, labels) of seq_len for one example, or None when it cannot fit at all; the
+    """(input_ids, labels) of one example, at most seq_len long, or None when it cannot fit at all; the
     untruncated length is appended to `lengths`."""
-    S, eos, pad = spec.seq_len, tok.eos_token_id, tok.pad_token_id
+    S, eos = spec.seq_len, tok.eos_token_id
     prompt_ids, resp_ids = encode_batch(tok, [render_prompt(ex, spec), ex.output])
     prompt_ids, resp_ids = bos_prefix(tok) + prompt_ids, resp_ids + [eos]
     if lengths is not None:
@@ -132,11 +135,52 @@ def build_row(
             counts["prompt_too_long"] += 1
             return None
         resp_ids = resp_ids[: S - len(prompt_ids)]
-    ids = np.full(S, pad, dtype=np.int64)
-    labels = np.full(S, IGNORE_INDEX, dtype=np.int64)
-    n, m = len(prompt_ids), len(resp_ids)
-    ids[:n], ids[n:n + m], labels[n:n + m] = prompt_ids, resp_ids, resp_ids
+    ids = np.asarray(prompt_ids + resp_ids, dtype=np.int64)
+    labels = np.concatenate([np.full(len(prompt_ids), IGNORE_INDEX, dtype=np.int64), ids[len(prompt_ids):]])
     return ids, labels
+
+
+class RowPacker:
+    """Packs examples into rows of the writer's seq_len: each goes into the first of the (at most
+    `open_rows`) open rows it fits in, else a new row, the oldest open row being written out when there
+    are too many; the rest of a row is padding. Deterministic, so any number of prepare shards gives the
+    same rows."""
+
+    def __init__(self, writer: PackedWriter, open_rows: int = 64):
+        self.writer, self.open_rows = writer, open_rows
+        self.seq_len, self.pad_id = writer.manifest.seq_len, writer.manifest.pad_id
+        self._rows: list[list[tuple[np.ndarray, np.ndarray]]] = []
+        self._free: list[int] = []
+        self.examples = self.pad_tokens = 0
+
+    def add(self, ids: np.ndarray, labels: np.ndarray) -> None:
+        self.examples += 1
+        n = len(ids)
+        for i, free in enumerate(self._free):
+            if n <= free:
+                self._rows[i].append((ids, labels))
+                self._free[i] -= n
+                if self._free[i] == 0:
+                    self._write(i)
+                return
+        if len(self._rows) == self.open_rows:
+            self._write(0)
+        self._rows.append([(ids, labels)])
+        self._free.append(self.seq_len - n)
+        if n == self.seq_len:
+            self._write(len(self._rows) - 1)
+
+    def _write(self, i: int) -> None:
+        parts, free = self._rows.pop(i), self._free.pop(i)
+        sizes = [len(ids) for ids, _ in parts]
+        ids = np.concatenate([p[0] for p in parts] + [np.full(free, self.pad_id, dtype=np.int64)])
+        labels = np.concatenate([p[1] for p in parts] + [np.full(free, IGNORE_INDEX, dtype=np.int64)])
+        self.writer.add(ids, labels, doc_starts=np.cumsum(sizes[:-1]))
+        self.pad_tokens += free
+
+    def close(self) -> None:
+        while self._rows:
+            self._write(0)
 
 
 def _shorten_input(tok, ex: Example, spec: DataSpec, room: int) -> list[int]:

@@ -3,11 +3,11 @@
 A packed directory holds `manifest.json` and shards of `seq_len` tokens per row:
   tokens-NNNNN.bin   the input ids (uint16 when the vocabulary fits, else uint32)
   labels-NNNNN.bin   int32 labels, only for instruction data (-100 = not trained on: prompt or padding)
-  docs-NNNNN.bin     int32 document-boundary index, CPT only (optional: older directories have none):
+  docs-NNNNN.bin     int32 document-boundary index (optional: older directories have none):
                      rows+1 pointers, then the in-row offsets where a document starts after offset 0;
                      row r's starts are offsets[ptr[r]:ptr[r+1]] (O(1) per row, a few bytes per document)
 For continued pre-training the labels are the inputs themselves (the model shifts them), so no labels
-file is written. Documents are separated by EOS inside a row; `PackedDataset` turns the boundary index
+file is written. Documents (CPT) or instruction examples (SFT) follow each other inside a row; `PackedDataset` turns the boundary index
 into `position_ids` that restart at 0 where each document starts (how HF LLaMA and flash-attention's
 variable-length kernels keep attention within a document).
 The manifest is written last and atomically: a directory without one is an unfinished run.

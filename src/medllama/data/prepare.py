@@ -3,7 +3,7 @@
 Written under `output_dir` (a local or PVC path; an s3:// URI is staged locally, then uploaded):
   tokenizer/         HF fast tokenizer (trained byte-level BPE, or the recipe's own with a pad token)
   cpt/               packed rows for continued pre-training (no labels) + document-boundary index
-  sft/               packed rows for instruction tuning (labels: -100 on prompt and padding)
+  sft/               instruction examples packed into rows (labels: -100 on prompt and padding) + boundary index
   stats.json         counts, drops by reason, tokens per domain, target vs achieved ratio, contamination,
                      identifiers found by the PHI scan of clinical sources (`phi`: per type, rate per 1k tokens)
   contamination.jsonl  documents that shared an n-gram with an evaluation set (dropped or flagged)
@@ -47,7 +47,7 @@ from medllama.data.decontam import (
     merge_reports,
 )
 from medllama.data.clean import clean_text
-from medllama.data.instructions import build_row, iter_examples, render_prompt
+from medllama.data.instructions import RowPacker, build_example, iter_examples, render_prompt
 from medllama.data.mix import MixPlan, plan_mix
 from medllama.data.packed import Manifest, PackedWriter, token_dtype
 from medllama.data.phi import PhiCounts, check_rate
@@ -390,14 +390,16 @@ def _cut_rows(writer: PackedWriter, stream: np.ndarray, doc_at: np.ndarray, seq_
 
 
 def _pack_sft(tok, recipe: Recipe, dest: Path, dtype, quiet, options: ShardOptions) -> tuple[dict, list[int]]:
-    """The SFT rows; instruction examples sharing an n-gram with an evaluation set are dropped (or flagged) as
-    corpus documents are, counted per set in the stats' `decontamination`."""
+    """Instruction examples packed into rows (RowPacker), the padding share reported beside the share one
+    example per row would have had; examples sharing an n-gram with an evaluation set are dropped (or
+    flagged) as corpus documents are, counted per set in the stats' `decontamination`."""
     spec = recipe.data
     manifest = Manifest("sft", spec.seq_len, dtype.name, len(tok), tok.eos_token_id, tok.pad_token_id)
     writer = PackedWriter(dest, manifest)
+    packer = RowPacker(writer)
     drops, counts, lengths = Counter(), Counter(), []
     decon = from_eval_tasks(recipe.eval.tasks, options.ngram) if options.decontaminate != "off" else None
-    examples = matched = 0
+    examples = matched = tokens = 0
     for ex in tqdm(iter_examples(spec.instructions, drops), desc="pack sft", unit="ex", disable=quiet):
         examples += 1
         if decon is not None and decon.matches(clean_text(f"{render_prompt(ex, spec)}\n{ex.output}")):
@@ -405,13 +407,20 @@ def _pack_sft(tok, recipe: Recipe, dest: Path, dtype, quiet, options: ShardOptio
             if options.decontaminate == "drop":
                 drops["contaminated"] += 1
                 continue
-        row = build_row(tok, ex, spec, counts, lengths)
+        row = build_example(tok, ex, spec, counts, lengths)
         if row is not None:
-            writer.add(*row)
+            packer.add(*row)
+            tokens += len(row[0])
+    packer.close()
+    packed = packer.examples
     manifest.stats = {
         "examples_read": examples,
+        "examples": packed,
+        "tokens": tokens,
         "truncated": counts["truncated"],
         "drops": dict(sorted((drops + Counter(prompt_too_long=counts["prompt_too_long"])).items())),
+        "padding_share": packer.pad_tokens / (tokens + packer.pad_tokens) if tokens else 0.0,
+        "padding_share_one_per_row": 1 - tokens / (packed * spec.seq_len) if packed else 0.0,
     }
     if decon is not None:
         sets = merge_reports([decon.report()])

@@ -56,13 +56,39 @@ def latest(out: str | Path) -> Path | None:
 
 
 def _rng_state() -> dict:
-    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():  # this rank's GPU: LoRA dropout draws from it
+        state["cuda"] = torch.cuda.get_rng_state()
+    return state
 
 
 def _set_rng_state(state: dict) -> None:
     random.setstate(state["python"])
     np.random.set_state(state["numpy"])
     torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state["cuda"])
+
+
+UNIVERSAL = "universal"  # a checkpoint's DeepSpeed universal conversion, made for another number of ranks
+
+
+def needs_universal(out: str | Path, world: int) -> bool:
+    """Whether resuming the latest checkpoint on `world` ranks must load its universal conversion.
+    Raises ValueError (with the command to convert) when it was written by another number of ranks
+    and is not converted: its optimizer partitions and RNG states are per rank."""
+    path = latest(out)
+    if path is None:
+        return False
+    saved = json.loads((path / STATE).read_text()).get("world_size", 0)
+    if not saved or saved == world:
+        return False
+    if (path / UNIVERSAL).is_dir():
+        return True
+    raise ValueError(
+        f"checkpoint {path} was written by {saved} ranks and this run has {world}: relaunch with {saved} ranks, or "
+        f"convert it with `python -m deepspeed.checkpoint.ds_to_universal --input_folder {path} "
+        f"--output_folder {path / UNIVERSAL}` and relaunch")
 
 
 def save(engine, out: str | Path, state: TrainerState, keep_last: int) -> Path:
@@ -95,17 +121,22 @@ def _prune(out: str | Path, keep_last: int) -> None:
             shutil.rmtree(stale, ignore_errors=True)
 
 
-def resume(engine, out: str | Path) -> TrainerState:
-    """Restore the latest complete checkpoint in `out` into `engine`; a fresh state when there is none."""
+def resume(engine, out: str | Path, universal: bool = False) -> TrainerState:
+    """Restore the latest complete checkpoint in `out` into `engine`; a fresh state when there is none.
+    `universal`: load its universal conversion (another rank count; the engine was configured with
+    `checkpoint.load_universal`); the RNG streams then start afresh from the seed and this rank."""
     path = latest(out)
     if path is None:
         return TrainerState()
-    load_path, _ = engine.load_checkpoint(str(path.parent), tag=path.name)
+    load_dir, tag = (path, UNIVERSAL) if universal else (path.parent, path.name)
+    load_path, _ = engine.load_checkpoint(str(load_dir), tag=tag)
     if load_path is None:
         raise RuntimeError(f"checkpoint {path}: DeepSpeed could not load it; delete the directory to start over")
-    rng = path / f"rng-rank{dist.get_rank()}.pt"
-    if rng.is_file():  # absent when resuming on more ranks than saved
-        _set_rng_state(torch.load(rng, weights_only=False))
+    if universal:
+        log.warning("resumed %s on another number of ranks: optimizer state converted, the order of the "
+                    "remaining rows and the RNG streams differ from an uninterrupted run", path)
+    else:
+        _set_rng_state(torch.load(path / f"rng-rank{dist.get_rank()}.pt", weights_only=False))
     state = TrainerState(**json.loads((path / STATE).read_text()))
     log.info("resumed from %s (step %d, epoch %d)", path, state.step, state.epoch)
     return state

@@ -31,13 +31,14 @@ from medllama.train.ds_config import build_ds_config, scheduler_factory
 from medllama.train.metrics import (
     MlflowLogger,
     RunMetrics,
+    gpu_hour_price,
     mfu,
     model_flops_per_token,
     peak_flops,
     plot_loss,
     write_metrics,
 )
-from medllama.train.model import build_model, causal_lm_loss, export
+from medllama.train.model import build_model, causal_lm_loss_sum, export, trained_tokens
 from medllama.train.outputs import Output
 
 log = logging.getLogger(__name__)
@@ -143,14 +144,18 @@ def _train(recipe: Recipe, args: TrainArgs, stage: TrainStage) -> RunMetrics | N
 
     if stage.fused_optimizer and not torch.cuda.is_available():
         raise TrainError(f"{args.stage}.fused_optimizer needs a CUDA GPU (DeepSpeed FusedAdam); set it to false here")
+    output.pull_latest_checkpoint()
     try:  # a stage whose options contradict each other or this machine: say which field to change
         ds_config = build_ds_config(stage, world)
-        model = build_model(recipe, stage, init, tokenizer)
+        universal = checkpoint.needs_universal(out, world)
+        if universal:
+            ds_config["checkpoint"] = {"load_universal": True}
+        model = build_model(recipe, stage, init, tokenizer, ds_config)
+        peak, price = peak_flops(), gpu_hour_price()
     except ValueError as e:
         raise TrainError(f"{args.stage}: {e}") from None
     seq_len = dataset.manifest.seq_len
     flops_per_token, n_params = model_flops_per_token(model, seq_len)
-    peak = peak_flops()
     engine, _, _, _ = deepspeed.initialize(
         model=model,
         model_parameters=[p for p in model.parameters() if p.requires_grad],
@@ -159,11 +164,7 @@ def _train(recipe: Recipe, args: TrainArgs, stage: TrainStage) -> RunMetrics | N
     )
     if stage.compile:
         engine.compile()  # compiles the module in place: parameter names, checkpoints and export are unchanged
-    output.pull_latest_checkpoint()
-    state = checkpoint.resume(engine, out)
-    if state.world_size and state.world_size != world:
-        log.warning("checkpoint written by %d ranks, resuming on %d: the order of the remaining rows changes",
-                    state.world_size, world)
+    state = checkpoint.resume(engine, out, universal)
     state.world_size = world
     start = state.step
     if start >= total and (out / "model").is_dir() and (out / "metrics.json").is_file():
@@ -193,8 +194,9 @@ def _train(recipe: Recipe, args: TrainArgs, stage: TrainStage) -> RunMetrics | N
         bar.update(1)
         if rank == 0 and (state.step % stage.log_every == 0 or state.step == total):
             window = step_seconds[-stage.log_every:]  # the steps since the last log line
-            values = {"loss": mean_loss, "lr": lr, "tokens_per_s": tokens_per_step * len(window) / sum(window)}
-            step_mfu = mfu(values["tokens_per_s"], flops_per_token, peak)
+            tokens_per_s = tokens_per_step * len(window) / sum(window)
+            values = {"loss": mean_loss, "lr": lr, "tokens_per_s": tokens_per_s, "tokens_per_s_per_gpu": tokens_per_s / world}
+            step_mfu = mfu(tokens_per_s, flops_per_token, peak, world)
             if step_mfu is not None:
                 values["mfu"] = step_mfu
             norm = engine.get_global_grad_norm()
@@ -217,6 +219,7 @@ def _train(recipe: Recipe, args: TrainArgs, stage: TrainStage) -> RunMetrics | N
         stage=args.stage, start_step=start, steps=state.step, losses=state.losses, lrs=state.lrs,
         tokens=(state.step - start) * tokens_per_step, train_seconds=seconds, world_size=world,
         step_seconds=step_seconds, flops_per_token=flops_per_token, n_params=n_params, peak_flops=peak,
+        price_per_gpu_hour=price,
     )
     if rank != 0:
         return None
@@ -225,39 +228,44 @@ def _train(recipe: Recipe, args: TrainArgs, stage: TrainStage) -> RunMetrics | N
         mlflow.log_artifact(plot_loss(state.losses, out / "loss.png", f"{recipe.name} {args.stage}"))
     output.push_results(["model", "metrics.json", "loss.png"])
     d = metrics.as_dict()
-    mlflow.log_step(state.step, {f"run_{k}": d[k] for k in ("tokens_per_s", "mfu") if d[k] is not None})
+    mlflow.log_step(state.step, {f"run_{k}": d[k] for k in ("tokens_per_s", "tokens_per_s_per_gpu", "mfu", "gpu_hours",
+                                                            "cost") if d[k] is not None})
     mlflow.close()
-    log.info("%s done: %d steps (from %d), loss %.4f -> %.4f, %.0f tokens/s, MFU %s, %.1f s",
-             args.stage, d["steps"], start, d["first_loss"] or 0, d["final_loss"] or 0, d["tokens_per_s"],
-             "n/a" if d["mfu"] is None else f"{d['mfu']:.1%}", seconds)
+    log.info("%s done: %d steps (from %d), loss %.4f -> %.4f, %.0f tokens/s (%.0f per GPU), MFU %s, %.1f s, "
+             "%.4g GPU-hours%s", args.stage, d["steps"], start, d["first_loss"] or 0, d["final_loss"] or 0,
+             d["tokens_per_s"], d["tokens_per_s_per_gpu"], "n/a" if d["mfu"] is None else f"{d['mfu']:.1%}", seconds,
+             d["gpu_hours"], "" if d["cost"] is None else f", cost {d['cost']:.4g}")
     return metrics
 
 
 def _optimizer_step(engine, batches: Iterator[dict[str, torch.Tensor]], grad_accum: int, world: int) -> float:
-    """One optimizer step of `grad_accum` micro-batches; returns the loss averaged over them and all ranks."""
-    loss_sum = torch.zeros((), dtype=torch.float32, device=engine.device)  # NCCL reduces only GPU tensors
-    for _ in range(grad_accum):
-        batch = {k: v.to(engine.device) for k, v in next(batches).items()}
+    """One optimizer step of `grad_accum` micro-batches on every rank; returns its loss: the summed loss of
+    all trained tokens of all micro-batches and ranks over their count, as one big batch would have it.
+
+    Each micro-batch back-propagates its token sum x world / that count (not its own mean, which would
+    weigh a micro-batch of 3 response tokens like one of 300): DeepSpeed then averages over ranks, so the
+    step's gradient is the big batch's gradient (transformers' 2024 gradient-accumulation fix)."""
+    micro = [{k: v.to(engine.device) for k, v in next(batches).items()} for _ in range(grad_accum)]
+    total = torch.stack([trained_tokens(b["labels"]) for b in micro]).sum().float()  # NCCL reduces GPU tensors
+    dist.all_reduce(total)
+    total = total.clamp(min=1)
+    loss_sum = torch.zeros((), dtype=torch.float32, device=engine.device)
+    for batch in micro:
         labels = batch.pop("labels")
         # position_ids that restart at each packed document make HF build a per-document causal mask,
         # but only without a KV cache (which training does not need anyway)
         logits = engine(**batch, use_cache=False).logits
-        loss = causal_lm_loss(logits, labels)
-        engine.backward(loss)
+        token_sum = causal_lm_loss_sum(logits, labels)
+        engine.backward(token_sum * world / total, scale_wrt_gas=False)
         engine.step()  # DeepSpeed updates the weights only at the accumulation boundary
-        loss_sum += loss.detach().float()
+        loss_sum += token_sum.detach().float()
     dist.all_reduce(loss_sum)
-    return loss_sum.item() / (grad_accum * world)
+    return (loss_sum / total).item()
 
 
 def _export(engine, stage: TrainStage, tokenizer, out: Path, rank: int) -> None:
-    """Rank 0 writes `{out}/model`; under ZeRO-3 every rank first gathers the partitioned weights."""
-    if stage.zero_stage == 3:
-        import deepspeed
-
-        with deepspeed.zero.GatheredParameters(list(engine.module.parameters()), modifier_rank=None):
-            if rank == 0:
-                export(engine.module, tokenizer, out / "model")
-    elif rank == 0:
-        export(engine.module, tokenizer, out / "model")
+    """`{out}/model`: under ZeRO-3 every rank takes part in gathering one layer at a time; rank 0 writes."""
+    zero3 = stage.zero_stage == 3
+    if zero3 or rank == 0:
+        export(engine.module, tokenizer, out / "model", zero3=zero3)
     dist.barrier()

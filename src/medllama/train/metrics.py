@@ -1,10 +1,13 @@
 """What a run reports: per-step logging, optional MLflow (rank 0, only when MLFLOW_TRACKING_URI is set),
 `metrics.json`, the loss-curve PNG, and model FLOPs utilisation (MFU).
 
-MFU = tokens/s x (6N + 12·L·d·S) / peak FLOP/s (issue 3; the PaLM appendix-B count: N parameters,
-L layers, d hidden size, S sequence length; attention's quadratic term is the 12·L·d·S). The peak is
-MEDLLAMA_PEAK_FLOPS when set, else the dense bf16 tensor-core peak of a known GPU; on a CPU without
-MEDLLAMA_PEAK_FLOPS there is no meaningful peak and MFU is null.
+MFU = achieved FLOP/s / (world size x one device's peak), where achieved FLOP/s = tokens/s of all ranks
+x FLOPs per token. FLOPs per token follow the PaLM appendix-B count: 6N + 12·L·d·S (N parameters, L
+layers, d hidden size, S sequence length; 12·L·d·S is attention's quadratic term). A stage with frozen
+weights (LoRA) does no weight-gradient matmuls for them: 2N forward + 2N for the activation gradients
++ 2N_trainable for the weight gradients. The peak is MEDLLAMA_PEAK_FLOPS when set, else the dense bf16
+tensor-core peak of a known GPU; on a CPU without MEDLLAMA_PEAK_FLOPS there is no meaningful peak and
+MFU is null. GPU-hours = ranks x wall seconds / 3600; cost = GPU-hours x MEDLLAMA_GPU_HOUR_PRICE when set.
 """
 
 from __future__ import annotations
@@ -48,23 +51,48 @@ def peak_flops(device_name: str | None = None) -> float | None:
     return next((peak for key, peak in KNOWN_PEAKS if key in device_name), H100_BF16_DENSE)
 
 
-def flops_per_token(n_params: int, n_layers: int, hidden: int, seq_len: int) -> float:
-    """Training FLOPs per token: 6N for the weights (forward + backward) + 12·L·d·S for attention."""
-    return 6.0 * n_params + 12.0 * n_layers * hidden * seq_len
+def flops_per_token(n_params: int, n_layers: int, hidden: int, seq_len: int, n_trainable: int | None = None) -> float:
+    """Training FLOPs per token: 2N forward + 2N activation gradients + 2·N_trainable weight gradients
+    (6N when everything trains), + 12·L·d·S for attention (which has no weights to freeze)."""
+    trainable = n_params if n_trainable is None else n_trainable
+    return 4.0 * n_params + 2.0 * trainable + 12.0 * n_layers * hidden * seq_len
+
+
+def _numel(p) -> int:
+    return p.ds_numel if hasattr(p, "ds_numel") else p.numel()  # a ZeRO-3 partitioned parameter is empty here
 
 
 def model_flops_per_token(model, seq_len: int) -> tuple[float, int]:
     """(flops_per_token, N) of a HF causal LM (peft-wrapped too); N counts every parameter once."""
     config = model.config
-    n_params = sum(p.ds_numel if hasattr(p, "ds_numel") else p.numel() for p in model.parameters())
-    return flops_per_token(n_params, config.num_hidden_layers, config.hidden_size, seq_len), n_params
+    n_params = sum(_numel(p) for p in model.parameters())
+    n_trainable = sum(_numel(p) for p in model.parameters() if p.requires_grad)
+    return flops_per_token(n_params, config.num_hidden_layers, config.hidden_size, seq_len, n_trainable), n_params
 
 
-def mfu(tokens_per_s: float, flops_per_tok: float, peak: float | None) -> float | None:
-    """Model FLOPs utilisation in [0, 1]; None without a peak."""
+def mfu(tokens_per_s: float, flops_per_tok: float, peak: float | None, world_size: int = 1) -> float | None:
+    """Model FLOPs utilisation in [0, 1] of `world_size` devices whose tokens/s (all ranks) is given;
+    None without a peak."""
     if not peak or tokens_per_s <= 0:
         return None
-    return tokens_per_s * flops_per_tok / peak
+    return tokens_per_s * flops_per_tok / (world_size * peak)
+
+
+PRICE_ENV = "MEDLLAMA_GPU_HOUR_PRICE"
+
+
+def gpu_hour_price() -> float | None:
+    """Price of one GPU-hour from $MEDLLAMA_GPU_HOUR_PRICE (any currency), None when unset."""
+    configured = os.environ.get(PRICE_ENV)
+    if not configured:
+        return None
+    try:
+        value = float(configured)
+    except ValueError:
+        raise ValueError(f"{PRICE_ENV}={configured!r}: give the price of one GPU-hour as a number, e.g. 2.5") from None
+    if value < 0:
+        raise ValueError(f"{PRICE_ENV}={configured!r}: must be >= 0")
+    return value
 
 
 class MlflowLogger:
@@ -132,10 +160,17 @@ class RunMetrics:
     flops_per_token: float = 0.0
     n_params: int = 0
     peak_flops: float | None = None
+    price_per_gpu_hour: float | None = None
 
     @property
     def tokens_per_s(self) -> float:
+        """Tokens per second of all ranks together."""
         return self.tokens / self.train_seconds if self.train_seconds > 0 else 0.0
+
+    @property
+    def gpu_hours(self) -> float:
+        """Devices x wall time of this run (ranks are CPU processes on a CPU run)."""
+        return self.world_size * self.train_seconds / 3600
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -146,8 +181,12 @@ class RunMetrics:
             "first_loss": self.losses[0] if self.losses else None,
             "final_loss": self.losses[-1] if self.losses else None,
             "tokens_per_s": self.tokens_per_s,
-            "mfu": mfu(self.tokens_per_s, self.flops_per_token, self.peak_flops),
+            "tokens_per_s_per_gpu": self.tokens_per_s / self.world_size,
+            "mfu": mfu(self.tokens_per_s, self.flops_per_token, self.peak_flops, self.world_size),
             "train_seconds": self.train_seconds,
+            "gpu_hours": self.gpu_hours,
+            "price_per_gpu_hour": self.price_per_gpu_hour,
+            "cost": None if self.price_per_gpu_hour is None else self.gpu_hours * self.price_per_gpu_hour,
             "world_size": self.world_size,
             "step_seconds": self.step_seconds,
             "flops_per_token": self.flops_per_token,

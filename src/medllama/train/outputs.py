@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -22,8 +23,33 @@ from medllama.train import checkpoint
 log = logging.getLogger(__name__)
 
 
+# files of one rank in a checkpoint: DeepSpeed's ZeRO partitions (zero_pp_rank_R_...) and our RNG states
+RANK_FILE = re.compile(r"(?:^|/)(?:zero_pp_rank_|rng-rank)(\d+)[_.]")
+
+
 def _node_leader() -> bool:
     return int(os.environ.get("LOCAL_RANK", 0)) == 0
+
+
+def rank_reads(name: str, rank: int, leader: bool) -> bool:
+    """Whether `rank` downloads checkpoint file `name`: its own partitions, and the shared files (module
+    weights, trainer state) on a node's leader. The COMPLETE marker is fetched apart, last."""
+    if name.rsplit("/", 1)[-1] == checkpoint.COMPLETE:
+        return False
+    m = RANK_FILE.search(name)
+    return int(m.group(1)) == rank if m else leader
+
+
+def download_checkpoint(uri: str, dest: Path, rank: int, leader: bool) -> list[str]:
+    """Download the files of checkpoint `uri` (an S3 prefix) that `rank` reads into `dest`; returns them."""
+    bucket, key = storage.split_s3(uri)
+    client = storage.s3_client()
+    names = [storage.split_s3(o)[1][len(key):].lstrip("/") for o in storage.expand(f"{uri}/")]
+    mine = [n for n in names if rank_reads(n, rank, leader)]
+    for name in mine:
+        (dest / name).parent.mkdir(parents=True, exist_ok=True)
+        client.download_file(bucket, f"{key}/{name}", str(dest / name))
+    return mine
 
 
 class Output:
@@ -39,9 +65,27 @@ class Output:
         self.local.mkdir(parents=True, exist_ok=True)
 
     def pull_latest_checkpoint(self) -> None:
-        """Make the latest checkpoint complete in S3 the latest one here (every rank calls this)."""
-        if self.remote and _node_leader():
-            self._pull()
+        """Make the latest checkpoint complete in S3 the latest one here (every rank calls this): each rank
+        downloads only its own shards, a node's leader the shared files and, once all are down, COMPLETE."""
+        if not self.remote:
+            return
+        leader, rank = _node_leader(), dist.get_rank()
+        steps = self._remote_steps()
+        if leader:  # newer here than in S3: never fully pushed
+            root = checkpoint.checkpoints_dir(self.local)
+            for local in root.glob("step-*") if root.is_dir() else []:
+                if not steps or local.name > steps[-1]:
+                    shutil.rmtree(local, ignore_errors=True)
+        dist.barrier()
+        target = checkpoint.checkpoints_dir(self.local) / steps[-1] if steps else None
+        pull = target is not None and not (target / checkpoint.COMPLETE).is_file()
+        if pull:
+            download_checkpoint(f"{self.uri}/checkpoints/{steps[-1]}", target, rank, leader)
+        dist.barrier()
+        if pull and leader:
+            storage.s3_client().download_file(*storage.split_s3(f"{self.uri}/checkpoints/{steps[-1]}/{checkpoint.COMPLETE}"),
+                                              str(target / checkpoint.COMPLETE))
+            log.info("pulled checkpoint %s from %s", steps[-1], self.uri)
         dist.barrier()
 
     def _remote_steps(self) -> list[str]:
@@ -51,24 +95,6 @@ class Output:
             return []
         prefix = f"{self.uri}/checkpoints/"
         return sorted({k[len(prefix):].split("/")[0] for k in keys if k.endswith(f"/{checkpoint.COMPLETE}")})
-
-    def _pull(self) -> None:
-        steps = self._remote_steps()
-        root = checkpoint.checkpoints_dir(self.local)
-        for local in root.glob("step-*") if root.is_dir() else []:
-            if not steps or local.name > steps[-1]:  # newer here than in S3: never fully pushed
-                shutil.rmtree(local, ignore_errors=True)
-        if not steps or (root / steps[-1] / checkpoint.COMPLETE).is_file():
-            return
-        bucket, key = storage.split_s3(f"{self.uri}/checkpoints/{steps[-1]}")
-        client = storage.s3_client()
-        target = root / steps[-1]
-        for obj in storage.expand(f"{self.uri}/checkpoints/{steps[-1]}/"):
-            okey = storage.split_s3(obj)[1]
-            dest = target / okey[len(key):].lstrip("/")
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            client.download_file(bucket, okey, str(dest))
-        log.info("pulled checkpoint %s from %s", steps[-1], self.uri)
 
     def push_checkpoint(self, path: Path, keep_last: int) -> None:
         """Upload a saved checkpoint (every rank calls this); COMPLETE last; prune old ones in S3."""
