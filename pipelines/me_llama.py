@@ -103,6 +103,7 @@ def build_pipeline(profile: ClusterProfile):
             registered = register_model(
                 tracking_uri=tracking_uri,
                 model=sft.outputs["model"],
+                cpt_model=cpt.outputs["model"],
                 results=evaluation.outputs["results"],
                 dataset=data.outputs["dataset"],
                 **common,

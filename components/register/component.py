@@ -16,8 +16,11 @@ def register_model(
     model: Input[Model],
     results: Input[Artifact],
     dataset: Input[Dataset],
+    cpt_model: Input[Model] = None,
 ) -> NamedTuple("Registered", name=str, version=str, model_uri=str):
-    """Registers the model with its evaluation results, data stats and the promotion decision."""
+    """Registers the model with its evaluation results, data stats, the promotion decision and each
+    training stage's measured GPU-hours and cost (the stages' Model artifacts hold their metrics.json)."""
+    import json
     from collections import namedtuple
 
     from medllama.recipe import load_recipe
@@ -29,5 +32,6 @@ def register_model(
         results_dir=results.path,
         stats_path=dataset.path,
         tracking_uri=tracking_uri or None,
+        training={stage: json.load(open(m.path)) for stage, m in (("cpt", cpt_model), ("sft", model)) if m is not None},
     )
     return namedtuple("Registered", ["name", "version", "model_uri"])(rv.name, rv.version, rv.model_uri)

@@ -45,6 +45,7 @@ def train_stage(
     model.metadata.update({"uri": str(result.model_dir), "stage": stage, "recipe": recipe})
     with open(model.path, "w") as f:
         json.dump(result.metrics, f, indent=2)
-    for key in ("first_loss", "final_loss", "steps", "tokens_per_s", "train_seconds"):
-        if key in result.metrics:
+    for key in ("first_loss", "final_loss", "steps", "tokens_per_s", "tokens_per_s_per_gpu", "mfu", "train_seconds",
+                "gpu_hours", "cost"):
+        if result.metrics.get(key) is not None:
             metrics.log_metric(f"{stage}/{key}", float(result.metrics[key]))

@@ -151,22 +151,34 @@ def _img_html(png: Path, title: str) -> str:
     return f"<html><body><h3>{title}</h3><img src='data:image/png;base64,{data}'/></body></html>"
 
 
+TRAINING_KEYS = ("gpu_hours", "cost", "train_seconds", "world_size", "tokens_per_s_per_gpu", "mfu", "final_loss")
+
+
+def training_metrics(training: dict[str, dict]) -> dict[str, float]:
+    """`train/<stage>/<key>` of each stage's metrics.json: measured GPU-hours, cost, throughput (model card)."""
+    return {f"train/{stage}/{k}": float(m[k]) for stage, m in training.items() for k in TRAINING_KEYS
+            if m.get(k) is not None}
+
+
 def register_step(
     recipe: Recipe,
     model_dir: str,
     results_dir: str | Path,
     stats_path: str | Path | None,
     tracking_uri: str | None = None,
+    training: dict[str, dict] | None = None,
 ):
     """Registers an evaluated model: candidate metrics, each reference's under `<reference>/`, the paper's
-    Table 3 figures under `paper/`, reports as artifacts."""
+    Table 3 figures under `paper/`, reports as artifacts; `training`: each stage's metrics.json (its
+    GPU-hours and cost go to MLflow and the model card)."""
     from medllama.registry import register_recipe_model
 
     summary = json.loads((Path(results_dir) / SUMMARY).read_text())
     paper = summary.get("paper", {}).get("candidate", {})
     metrics = {**summary["candidate"], **{f"paper/{k}": v for k, v in paper.items()},
                **{f"{ref}/{k}": v for ref, values in summary["references"].items() for k, v in values.items()},
-               **{f"contamination/{task}/share": c["share"] for task, c in summary.get("contamination", {}).items()}}
+               **{f"contamination/{task}/share": c["share"] for task, c in summary.get("contamination", {}).items()},
+               **training_metrics(training or {})}
     artifacts: dict[str, str | Path] = {"evaluation": results_dir}
     if stats_path:
         artifacts["data_stats.json"] = stats_path

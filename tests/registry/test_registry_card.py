@@ -40,3 +40,18 @@ def test_fit_description_keeps_short_cards_and_cuts_long_ones_at_a_line() -> Non
     assert cut.endswith("the full card is the run artifact `model_card.md`)\n")
     body = cut.split("\n\n… (card truncated")[0]
     assert long.startswith(body) and body.splitlines()[-1] in long.splitlines()  # cut between lines
+
+
+def test_card_shows_measured_training_compute_per_stage():
+    from medllama.steps import training_metrics
+
+    metrics = {"pubmedqa/accuracy": 0.6, **training_metrics({
+        "cpt": {"gpu_hours": 12.5, "cost": 31.25, "train_seconds": 5625.0, "world_size": 8, "tokens_per_s_per_gpu": 3100.0,
+                "mfu": 0.41, "final_loss": 1.9},
+        "sft": {"gpu_hours": 0.5, "cost": None, "train_seconds": 900.0, "world_size": 2, "mfu": None}})}
+    assert metrics["train/cpt/gpu_hours"] == 12.5 and "train/sft/cost" not in metrics
+    card = model_card("m", metrics, {}, {})
+    compute = card.split("## Training compute")[1]
+    assert "| cpt | 8 | 5,625 s | 12.5 | 31.25 | 3,100 | 41.0% |" in compute
+    assert "| sft | 2 | 900 s | 0.5 | — | — | — |" in compute
+    assert "train/" not in card.split("## Evaluation")[1].split("## Training compute")[0]  # not an eval metric

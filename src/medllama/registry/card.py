@@ -34,8 +34,10 @@ def model_card(name: str, metrics: Mapping[str, float], params: Mapping[str, str
         "## Training data mix",
         _data_mix(params),
         "## Evaluation",
-        _metrics_table({k: v for k, v in metrics.items() if not k.startswith(PHI_PREFIX)}),
+        _metrics_table({k: v for k, v in metrics.items() if not k.startswith((PHI_PREFIX, "train/"))}),
         _phi_section(metrics),
+        "## Training compute",
+        _training_compute(metrics),
         "## Intended use and limits",
         "For research on biomedical and clinical language processing by credentialed users. "
         "**Not for clinical decision-making**: outputs can be wrong, incomplete or biased and must not "
@@ -107,6 +109,23 @@ def _phi_section(metrics: Mapping[str, float]) -> str:
             "| identifier | count |", "|---|---|", *(f"| {k} | {int(v)} |" for k, v in sorted(phi.items()))]
     if rate is not None:
         rows.append(f"\n{rate:.3f} per 1,000 tokens of the scanned sources.")
+    return "\n".join(rows)
+
+
+def _training_compute(metrics: Mapping[str, float]) -> str:
+    """Measured per stage (`train/<stage>/<key>` metrics): devices x wall time and its cost."""
+    stages = sorted({k.split("/")[1] for k in metrics if k.startswith("train/") and k.count("/") == 2})
+    if not stages:
+        return "Not recorded for this version."
+    rows = ["| stage | devices | wall time | GPU-hours | cost | tokens/s per GPU | MFU |", "|---|---|---|---|---|---|---|"]
+    for st in stages:
+        m = {k.rsplit("/", 1)[1]: v for k, v in metrics.items() if k.startswith(f"train/{st}/")}
+
+        def show(key: str, fmt: str) -> str:
+            return format(m[key], fmt) if key in m else "—"
+
+        rows.append(f"| {st} | {show('world_size', '.0f')} | {show('train_seconds', ',.0f')} s | {show('gpu_hours', '.4g')} "
+                    f"| {show('cost', ',.2f')} | {show('tokens_per_s_per_gpu', ',.0f')} | {show('mfu', '.1%')} |")
     return "\n".join(rows)
 
 
