@@ -1,6 +1,7 @@
 # medllama-ops — every target creates .venv when it is missing.
 #   make demo     the whole pipeline on this machine (kfp.local, tiny recipe, CPU)
-#   make test     the test suite (unit + local tiers; GPU tests run only where a GPU is)
+#   make test     the test suite (unit + local tiers; the `gpu` tests are left to make test-gpu)
+#   make test-gpu the `gpu` tests (bf16, fused Adam, SDPA/flash, compile, 2-GPU ZeRO-3) on a CUDA machine
 #   make compile  recompile pipelines/me_llama.yaml for the Kubeflow UI
 #   make render-jobs  re-render k8s/jobs/*.yaml (PyTorchJobs for kubectl apply -f)
 #   make bench    the benchmarks in bench/ (see bench/RESULTS.md)
@@ -15,7 +16,7 @@ TORCH_VERSION ?= 2.13.0
 TORCH_INDEX   ?=
 PYTEST_ARGS   ?=
 
-.PHONY: demo test compile render-jobs bench clean venv
+.PHONY: demo test test-gpu compile render-jobs bench clean venv
 
 venv: $(STAMP)
 
@@ -36,6 +37,9 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -m "not gpu" $(PYTEST_ARGS)
+
+test-gpu: $(STAMP)
+	$(BIN)/python -m pytest -m gpu tests/train $(PYTEST_ARGS)
 
 compile: $(STAMP)
 	$(BIN)/medllama pipeline compile

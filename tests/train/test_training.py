@@ -132,3 +132,23 @@ def test_wrong_data_kind_fails_with_a_clear_message(tiny_assets, tmp_path):
     with pytest.raises(TrainingFailed, match="packed for 'cpt' but the stage objective is 'sft'"):
         run_stage(str(tiny_assets["recipe"]), "sft", tiny_assets["cpt"], tiny_assets["tokenizer"], None, tmp_path / "o",
                   overrides={"sft.nproc_per_node": 1})
+
+
+def test_resume_on_another_world_size_refuses_then_loads_the_universal_conversion(cpt_run, tiny_assets, tmp_path):
+    """A 2-rank checkpoint resumed by 1 rank: refused with the command that converts it; once converted
+    (DeepSpeed's ds_to_universal), the run resumes from it, never silently from a half-read state."""
+    import subprocess
+    import sys
+
+    first_out, first = cpt_run
+    out = tmp_path / "out"
+    shutil.copytree(first_out, out)
+    with pytest.raises(TrainingFailed, match="written by 2 ranks and this run has 1: relaunch with 2 ranks, or convert"):
+        stage_run(tiny_assets, out, max_steps=45, nproc_per_node=1)
+    ckpt = out / "checkpoints" / "step-0000040"
+    subprocess.run([sys.executable, "-m", "deepspeed.checkpoint.ds_to_universal", "--input_folder", str(ckpt),
+                    "--output_folder", str(ckpt / "universal")], check=True, capture_output=True)
+    m = stage_run(tiny_assets, out, max_steps=45, nproc_per_node=1).metrics
+    assert m["start_step"] == 40 and m["steps"] == 45 and m["world_size"] == 1
+    assert m["losses"][:40] == first.metrics["losses"]
+    assert abs(m["losses"][40] - first.metrics["losses"][39]) < 0.1 * first.metrics["losses"][39]  # the trained weights

@@ -32,14 +32,31 @@ class LoadedModel:
         return next((i for i in (tok.pad_token_id, tok.eos_token_id) if i is not None), 0)
 
 
-def load_model(model_dir: str | Path, device: str | None = None) -> LoadedModel:
-    """An HF causal LM and its tokenizer, in eval mode: bf16 on CUDA, fp32 on CPU."""
+def load_model(model_dir: str | Path, device: str | None = None, max_memory: dict | None = None) -> LoadedModel:
+    """An HF causal LM and its tokenizer, in eval mode: bf16 on CUDA, fp32 on CPU. `device="auto"` (the
+    default where there are several GPUs) lets accelerate place a model too big for one device across the
+    GPUs, then CPU memory, then disk (`max_memory` caps each, e.g. {0: "75GiB", "cpu": "200GiB"})."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    dtype = torch.bfloat16 if dev.type == "cuda" else torch.float32
+    cuda = torch.cuda.is_available()
+    device = device or ("auto" if cuda and torch.cuda.device_count() > 1 else "cuda" if cuda else "cpu")
+    dtype = torch.bfloat16 if cuda and device != "cpu" else torch.float32
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
-    model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=dtype).to(dev).eval()
+    if device == "auto":
+        import shutil
+        import tempfile
+        import weakref
+
+        offload = tempfile.mkdtemp(prefix="medllama-offload-")
+        model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=dtype, device_map="auto",
+                                                     max_memory=max_memory, offload_folder=offload).eval()
+        weakref.finalize(model, shutil.rmtree, offload, True)
+        # inputs go where the first layers run; accelerate's hooks bring the logits back there
+        gpus = [d for d in model.hf_device_map.values() if d not in ("cpu", "disk")]
+        dev = torch.device("cuda", gpus[0]) if gpus else torch.device("cpu")
+    else:
+        dev = torch.device(device)
+        model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=dtype).to(dev).eval()
     max_len = getattr(model.config, "max_position_embeddings", None) or 2048
     return LoadedModel(model, tokenizer, dev, dtype, max_len)
 

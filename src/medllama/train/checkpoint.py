@@ -99,7 +99,11 @@ def save(engine, out: str | Path, state: TrainerState, keep_last: int) -> Path:
     if rank == 0 and path.exists():  # a partial save of this step from a killed run
         shutil.rmtree(path)
     dist.barrier()
-    engine.save_checkpoint(str(root), tag=tag(state.step), client_state={"step": state.step, "epoch": state.epoch})
+    from deepspeed.checkpoint.constants import UNIVERSAL_CHECKPOINT_INFO
+
+    # the (empty) universal-checkpoint info DeepSpeed's ds_to_universal asks of a client (no tensor/pipeline parallelism)
+    engine.save_checkpoint(str(root), tag=tag(state.step), client_state={
+        "step": state.step, "epoch": state.epoch, UNIVERSAL_CHECKPOINT_INFO: {}})
     torch.save(_rng_state(), path / f"rng-rank{rank}.pt")
     dist.barrier()
     if rank == 0:
