@@ -56,6 +56,7 @@ def build_model(recipe: Recipe, stage: TrainStage, init: str | None, tokenizer: 
         model.gradient_checkpointing_enable()
         model.config.use_cache = False
     if stage.lora is not None:
+        torch.manual_seed(stage.seed)  # the adapters' init does not depend on how the base was built (ZeRO-3 or not)
         model = add_lora(model, stage)
     return model
 
