@@ -2,6 +2,7 @@
 
 from alembic import context
 
+import medllama.clinical.rating.tables  # noqa: F401 - the rating pages' tables live in this database and history
 from medllama.gate.db import Base
 
 connection = context.config.attributes["connection"]
