@@ -48,8 +48,9 @@ def test_zero3_two_ranks_load_half_and_export_byte_equal(saved_model, tiny_asset
     assert sum(r["partition"] for r in ranks) >= n  # every parameter lives in exactly one partition (+ padding)
     for r in ranks:
         assert r["partition"] <= 0.51 * n
-        grown = max(r["loaded"], r["exported"]) - r["before"]
-        assert grown <= 0.6 * full + OVERHEAD, (grown / full, ranks)
+        assert r["loaded"] - r["before"] <= 0.6 * full + OVERHEAD, ranks  # measured: 0.62-0.67x
+        # rank 0 also holds the safetensors shard it is filling: a fixed cost too (shard_bytes)
+        assert r["exported"] - r["before"] <= 0.6 * full + SHARD + OVERHEAD, ranks  # measured: 0.62-0.78x
 
     single = export(model, AutoTokenizer.from_pretrained(tiny_assets["tokenizer"]), tmp_path / "single", shard_bytes=SHARD)
     z3 = tmp_path / "z3"
