@@ -145,6 +145,12 @@ def cmd_register(args: argparse.Namespace) -> None:
     _print_json({"name": rv.name, "version": rv.version, "model_uri": rv.model_uri, "ui_command": rv.ui_command})
 
 
+def cmd_serve(args: argparse.Namespace) -> None:
+    from medllama.serve import serve
+
+    serve(args.model, port=args.port, tracking_uri=args.tracking_uri, name=args.name, batching=not args.no_batching)
+
+
 def cmd_pipeline(args: argparse.Namespace) -> None:
     root = Path(__file__).resolve().parents[2]
     if not (root / "pipelines" / "me_llama.py").is_file():
@@ -241,6 +247,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metrics", default=None, help="JSON file of {metric: value}")
     p.add_argument("--tracking-uri", default=None)
     p.add_argument("--alias", default=None)
+
+    p = verb("serve", cmd_serve, "serve a model on KServe's OpenAI-compatible endpoint (/openai/v1/...)", recipe=False)
+    p.add_argument("--model", required=True, help="models:/NAME@ALIAS, models:/NAME/VERSION, s3://… or a local HF folder")
+    p.add_argument("--port", type=int, default=8080, help="HTTP port (KServe binds 0.0.0.0)")
+    p.add_argument("--tracking-uri", default=None, help="MLflow registry for models:/ (default $MLFLOW_TRACKING_URI, else .medllama/)")
+    p.add_argument("--name", default=None, help="served model name (default: the registered name, else the folder's)")
+    p.add_argument("--no-batching", action="store_true", help="one request at a time (the benchmark's baseline)")
 
     p = verb("pipeline", cmd_pipeline, "compile the KFP pipeline or run it locally (kfp.local)")
     p.add_argument("verb", choices=["run", "compile"])

@@ -13,11 +13,15 @@ response is cut at the end; an example whose prompt alone fills the row is dropp
 `RowPacker` packs examples into rows of seq_len (first fit), right-padded with pad_id (label -100), with
 the document-boundary index CPT rows have: position_ids restart at each example, so an example never
 attends to the one packed before it.
+
+`chat_template(spec)` is the same rendering as a Jinja chat template, saved with the tokenizer at export:
+a served chat request (and vLLM on a cluster) is prompted exactly as the model was tuned.
 """
 
 from __future__ import annotations
 
 import json
+import string
 from collections import Counter
 from dataclasses import dataclass
 from typing import Iterator
@@ -115,6 +119,29 @@ def render_prompt(ex: Example, spec: DataSpec) -> str:
     if ex.input:
         return spec.prompt_template.format(instruction=ex.instruction, input=ex.input)
     return spec.prompt_template_no_input.format(instruction=ex.instruction)
+
+
+def chat_template(spec: DataSpec) -> str:
+    """`render_prompt` as a Jinja chat template over `messages` (what `apply_chat_template` and vLLM read):
+    the last user message is the instruction, earlier turns are the input as `_from_messages` renders them.
+    The literal text comes from the recipe's two prompt templates themselves, so the two cannot drift."""
+    history = ("{%- set ns = namespace(lines=[]) -%}"
+               "{%- for m in messages[:-1] -%}{%- set ns.lines = ns.lines + [m['role'] ~ ': ' ~ m['content'] | trim] -%}"
+               "{%- endfor -%}{%- set input = ns.lines | join('\\n') -%}"
+               "{%- set instruction = messages[-1]['content'] | trim -%}")
+    return (f"{history}{{%- if input -%}}{_jinja(spec.prompt_template)}"
+            f"{{%- else -%}}{_jinja(spec.prompt_template_no_input)}{{%- endif -%}}")
+
+
+def _jinja(template: str) -> str:
+    """A `str.format` template as Jinja: literal text as quoted strings, {instruction}/{input} as variables."""
+    parts = []
+    for literal, field, _, _ in string.Formatter().parse(template):
+        if literal:
+            parts.append("{{ " + json.dumps(literal) + " }}")
+        if field:
+            parts.append("{{ " + field + " }}")
+    return "".join(parts)
 
 
 def build_example(
