@@ -17,11 +17,15 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import torch
+from prometheus_client import Counter, Gauge
 from transformers import GenerationConfig
 from transformers.generation.configuration_utils import ContinuousBatchingConfig
 from transformers.generation.continuous_batching.cb_logits_processors import ContinuousBatchingLogitsProcessor
 
 log = logging.getLogger(__name__)
+# On KServe's /metrics: what runs now and what was generated (a request that left stops counting at once)
+RUNNING = Gauge("medllama_serve_requests_running", "requests holding a generation slot")
+GENERATED = Counter("medllama_serve_generated_tokens", "tokens generated for all requests")
 
 
 class EngineError(RuntimeError):
@@ -118,15 +122,19 @@ class Engine:
         self.manager.add_request(prompt_ids, request_id=request_id, max_new_tokens=sampling.max_new_tokens,
                                  streaming=True, eos_token_id=self.eos_token_id,
                                  **sampling.processor_kwargs(self.vocab_size))
-        finished = False
+        finished, count = False, 0
+        RUNNING.inc()
         try:
             while not finished:
                 out = await outputs.get()
                 if out.error is not None:
                     raise EngineError(f"generation failed: {out.error}")
                 finished = out.is_finished()
+                GENERATED.inc(len(out.generated_tokens) - count)
+                count = len(out.generated_tokens)
                 yield out.generated_tokens
         finally:
+            RUNNING.dec()
             if not finished:  # the client left (disconnect, stop string): free its slot now
                 self.manager.cancel_request(request_id)
                 with self.manager.output_router._lock:

@@ -97,8 +97,9 @@ class MedllamaModel(OpenAIGenerativeModel):
         if request.stream:
             return self._completion_events(rid, created, pieces, len(ids), _include_usage(request))
         text, finish, n = await _collect(pieces)
-        return Completion(id=rid, created=created, model=self.name, usage=_usage(len(ids), n),
-                          choices=[CompletionChoice(index=0, text=text, finish_reason=finish)])
+        choice = CompletionChoice(index=0, text=text, finish_reason=finish,
+                                  prompt_token_ids=ids if request.return_token_ids else None)
+        return Completion(id=rid, created=created, model=self.name, usage=_usage(len(ids), n), choices=[choice])
 
     async def create_chat_completion(self, request, raw_request=None, context=None):
         try:
@@ -114,7 +115,8 @@ class MedllamaModel(OpenAIGenerativeModel):
             return self._chat_events(rid, created, pieces, len(ids), _include_usage(request))
         text, finish, n = await _collect(pieces)
         choice = ChatCompletionChoice(index=0, message=ChatMessage(role="assistant", content=text), finish_reason=finish)
-        return ChatCompletion(id=rid, created=created, model=self.name, choices=[choice], usage=_usage(len(ids), n))
+        return ChatCompletion(id=rid, created=created, model=self.name, choices=[choice], usage=_usage(len(ids), n),
+                              prompt_token_ids=ids if request.return_token_ids else None)
 
     # --- prompts ----------------------------------------------------------------------------------
 

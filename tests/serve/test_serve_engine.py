@@ -1,0 +1,90 @@
+"""The batching engine in process: concurrent requests share decode steps, keep their own limits, give
+the same greedy tokens as alone (and as HF `generate`), and a request that leaves frees its slot."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM
+
+from medllama.serve.engine import Engine, Sampling, SeededSampling
+
+
+@pytest.fixture(scope="module")
+def engine(tiny_served_dir):
+    model = AutoModelForCausalLM.from_pretrained(tiny_served_dir, dtype=torch.float32).eval()
+    eng = Engine(model, eos_token_id=None)  # no EOS: every request runs to its own max_new_tokens
+    yield eng
+    eng.stop()
+
+
+PROMPTS = [[5 + i, 40 + 3 * i, 7, 90 + i, 11] for i in range(8)]
+
+
+async def _run(engine: Engine, prompt: list[int], sampling: Sampling, active: list[int] | None = None) -> list[int]:
+    tokens: list[int] = []
+    async for tokens in engine.stream(prompt, sampling):
+        if active is not None:
+            active.append(len(engine.manager.batch_processor.scheduler.active_requests))
+    return tokens
+
+
+def test_eight_concurrent_requests_decode_together_with_their_own_limits(engine, tiny_served_dir):
+    limits = [8 + 3 * i for i in range(8)]
+    alone = [asyncio.run(_run(engine, p, Sampling(n, temperature=0))) for p, n in zip(PROMPTS, limits)]
+
+    async def together():
+        active: list[int] = []
+        outs = await asyncio.gather(*(_run(engine, p, Sampling(n, temperature=0), active) for p, n in zip(PROMPTS, limits)))
+        return outs, max(active)
+
+    outs, most_active = asyncio.run(together())
+    assert most_active >= 4  # they shared decode steps, not one after another
+    assert [len(o) for o in outs] == limits
+    assert outs == alone  # greedy tokens do not depend on the neighbours
+
+    reference = AutoModelForCausalLM.from_pretrained(tiny_served_dir, dtype=torch.float32).eval()
+    hf = reference.generate(torch.tensor([PROMPTS[0]]), do_sample=False, max_new_tokens=limits[0],
+                            min_new_tokens=limits[0], eos_token_id=None, pad_token_id=0)
+    assert hf[0, len(PROMPTS[0]):].tolist() == outs[0]
+
+
+def test_a_seeded_request_samples_the_same_tokens_beside_others(engine):
+    seeded = Sampling(12, temperature=1.0, top_p=0.9, seed=7)
+    alone = asyncio.run(_run(engine, PROMPTS[0], seeded))
+
+    async def beside_others():
+        others = [_run(engine, p, Sampling(12, temperature=1.0)) for p in PROMPTS[1:]]
+        return (await asyncio.gather(_run(engine, PROMPTS[0], seeded), *others))[0]
+
+    assert asyncio.run(beside_others()) == alone
+    assert asyncio.run(_run(engine, PROMPTS[0], Sampling(12, temperature=1.0, seed=8))) != alone
+
+
+def test_leaving_a_stream_cancels_the_request_and_frees_its_slot(engine):
+    async def leave_after_two_steps():
+        async with contextlib.aclosing(engine.stream(PROMPTS[0], Sampling(200, temperature=0))) as steps:
+            async for tokens in steps:
+                if len(tokens) >= 2:
+                    break
+        for _ in range(100):  # the manager drops it at its next step
+            scheduler = engine.manager.batch_processor.scheduler
+            if not scheduler.active_requests and not scheduler.waiting_requests:
+                return True
+            await asyncio.sleep(0.02)
+        return False
+
+    assert asyncio.run(leave_after_two_steps())
+    assert asyncio.run(_run(engine, PROMPTS[1], Sampling(4, temperature=0)))  # and the engine serves on
+
+
+def test_seeded_sampling_picks_by_inverse_cdf_and_leaves_unseeded_rows():
+    scores = torch.log(torch.tensor([[0.1, 0.2, 0.7], [0.5, 0.25, 0.25], [0.3, 0.3, 0.4]]))
+    draws = torch.tensor([0.25, 0.55, -1.0]).view(torch.int32)
+    out = SeededSampling()(scores, draws)
+    assert out[0].argmax().item() == 1 and torch.isinf(out[0]).sum() == 2  # 0.25 falls in (0.1, 0.3]
+    assert out[1].argmax().item() == 1 and torch.isinf(out[1]).sum() == 2  # 0.55 in (0.5, 0.75]
+    assert torch.equal(out[2], scores[2])  # no seed: the manager samples it
