@@ -14,8 +14,11 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/servers.py
-from servers import free_port, http_server, venv_bin  # noqa: E402
+from registry.conftest import postgres, s3, tracking_server  # noqa: E402,F401  (the real MLflow server)
+from servers import MlflowServer, free_port, http_server, venv_bin  # noqa: E402
 
+MODEL = "serve-tiny"  # the registered name clients send
+ALIAS = "champion"
 SAMPLES = Path(__file__).resolve().parents[2] / "src" / "medllama" / "samples"
 
 
@@ -48,7 +51,6 @@ def tiny_served_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @dataclass(frozen=True)
 class Server:
     url: str  # http://127.0.0.1:PORT
-    name: str
 
     @property
     def openai_url(self) -> str:
@@ -68,10 +70,20 @@ def medllama_serve(model: str, *args: str, env: dict[str, str] | None = None) ->
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src"), **(env or {})}
     url = f"http://127.0.0.1:{port}"
     with http_server(cmd, f"{url}/v2/health/ready", "medllama serve", env=env, timeout=180):
-        yield Server(url, args[args.index("--name") + 1] if "--name" in args else "")
+        yield Server(url)
 
 
 @pytest.fixture(scope="session")
-def server(tiny_served_dir: Path) -> Iterator[Server]:
-    with medllama_serve(str(tiny_served_dir), "--name", "tiny") as s:
+def registered(tiny_served_dir: Path, tracking_server: MlflowServer):
+    """The tiny model registered on the real MLflow server (PostgreSQL, artifacts on S3) as MODEL@ALIAS."""
+    from medllama.registry import register_model
+
+    return register_model(tiny_served_dir, MODEL, {"pubmedqa/accuracy": 0.5}, tracking_uri=tracking_server.url,
+                          alias=ALIAS)
+
+
+@pytest.fixture(scope="session")
+def server(registered) -> Iterator[Server]:
+    """`medllama serve --model models:/MODEL@ALIAS`, resolved through the registry."""
+    with medllama_serve(f"models:/{MODEL}@{ALIAS}", "--tracking-uri", registered.tracking_uri) as s:
         yield s

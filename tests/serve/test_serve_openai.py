@@ -15,6 +15,9 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from medllama.data.instructions import Example, build_row
 from medllama.recipe import load_recipe
+from medllama.registry import DATA_USE_NOTE
+
+from .conftest import ALIAS, MODEL
 
 pytestmark = pytest.mark.slow
 
@@ -25,14 +28,17 @@ def client(server):
 
 
 def _greedy(client, prompt: str, max_tokens: int, **kw):
-    return client.completions.create(model="tiny", prompt=prompt, max_tokens=max_tokens, temperature=0, **kw)
+    return client.completions.create(model=MODEL, prompt=prompt, max_tokens=max_tokens, temperature=0, **kw)
 
 
-def test_models_lists_the_served_model_with_its_context(client, tiny_served_dir):
+def test_models_lists_the_registered_version_and_its_data_use_agreement(client, registered):
+    """Served from models:/NAME@ALIAS on the real MLflow server: the entry names what the registry holds."""
     (entry,) = client.models.list().data
-    assert entry.id == "tiny" and entry.owned_by == "medllama-ops"
-    assert entry.model_extra["max_model_len"] == 256 and entry.model_extra["root"] == str(tiny_served_dir)
-    assert entry.model_extra["registry_version"] is None  # a plain folder: no registry identity
+    assert entry.id == MODEL and entry.owned_by == "medllama-ops"
+    extra = entry.model_extra
+    assert (extra["registry_name"], extra["registry_version"]) == (MODEL, registered.version)
+    assert extra["data_use_agreement"] == DATA_USE_NOTE
+    assert extra["root"] == f"models:/{MODEL}@{ALIAS}" and extra["max_model_len"] == 256
 
 
 def test_greedy_completion_is_the_models_greedy_continuation_with_usage(client, tiny_served_dir):
@@ -61,9 +67,9 @@ def test_streaming_gives_the_same_text_and_a_usage_chunk(client):
 
 def test_chat_streaming_and_not(client):
     messages = [{"role": "user", "content": "What is hypertension?"}]
-    whole = client.chat.completions.create(model="tiny", messages=messages, max_tokens=10, temperature=0)
+    whole = client.chat.completions.create(model=MODEL, messages=messages, max_tokens=10, temperature=0)
     assert whole.choices[0].message.role == "assistant" and whole.usage.completion_tokens >= 1
-    chunks = list(client.chat.completions.create(model="tiny", messages=messages, max_tokens=10, temperature=0,
+    chunks = list(client.chat.completions.create(model=MODEL, messages=messages, max_tokens=10, temperature=0,
                                                  stream=True, stream_options={"include_usage": True}))
     assert chunks[0].choices[0].delta.role == "assistant"
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == whole.choices[0].message.content
@@ -75,7 +81,7 @@ def test_chat_streaming_and_not(client):
 def test_chat_prompt_tokens_equal_the_sft_prompt_tokens(client, tiny_served_dir, history):
     """The served chat prompt is token for token the prompt SFT rows were trained on."""
     messages = [*history, {"role": "user", "content": "  List two causes of anemia. "}]
-    out = client.chat.completions.create(model="tiny", messages=messages, max_tokens=1, extra_body={"return_token_ids": True})
+    out = client.chat.completions.create(model=MODEL, messages=messages, max_tokens=1, extra_body={"return_token_ids": True})
     served = out.model_extra["prompt_token_ids"]
 
     tok = AutoTokenizer.from_pretrained(tiny_served_dir)
@@ -99,7 +105,7 @@ def test_stop_string_ends_the_answer_before_it(client):
 
 def test_seed_makes_sampling_reproducible(client):
     def sample(seed):
-        return client.completions.create(model="tiny", prompt="Diagnosis", max_tokens=16, temperature=1.0,
+        return client.completions.create(model=MODEL, prompt="Diagnosis", max_tokens=16, temperature=1.0,
                                          top_p=0.95, seed=seed).choices[0].text
 
     assert sample(3) == sample(3)
@@ -142,7 +148,7 @@ def test_a_client_that_disconnects_frees_its_slot(server, client):
     whole = _greedy(client, "Discharge summary", 200)
     assert whole.usage.completion_tokens == 200  # the full answer runs to its limit
     before = _metric(server, "medllama_serve_generated_tokens_total")
-    body = {"model": "tiny", "prompt": "Discharge summary", "max_tokens": 200, "temperature": 0, "stream": True}
+    body = {"model": MODEL, "prompt": "Discharge summary", "max_tokens": 200, "temperature": 0, "stream": True}
     with httpx.stream("POST", f"{server.openai_url}/completions", json=body, timeout=30) as r:
         next(r.iter_lines())  # the first event: generation is under way; then hang up
     time.sleep(1.0)
@@ -167,17 +173,17 @@ def test_unknown_model_is_404(client):
 
 def test_prompt_plus_max_tokens_over_the_context_is_400(client):
     with pytest.raises(openai.BadRequestError, match="maximum context length is 256") as e:
-        client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "x"}], max_tokens=300)
+        client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "x"}], max_tokens=300)
     assert e.value.body["param"] == "max_tokens"
 
 
 @pytest.mark.parametrize("body, param", [
-    ({"model": "tiny", "prompt": "x", "max_tokens": "many"}, "max_tokens"),
-    ({"model": "tiny", "messages": "hello"}, "messages"),
-    ({"model": "tiny", "prompt": "x", "temperature": 5}, "temperature"),
-    ({"model": "tiny", "prompt": "x", "n": 2}, "n"),
-    ({"model": "tiny", "prompt": ["a", "b"]}, "prompt"),
-    ({"model": "tiny", "messages": [{"role": "assistant", "content": "x"}]}, "messages"),
+    ({"model": MODEL, "prompt": "x", "max_tokens": "many"}, "max_tokens"),
+    ({"model": MODEL, "messages": "hello"}, "messages"),
+    ({"model": MODEL, "prompt": "x", "temperature": 5}, "temperature"),
+    ({"model": MODEL, "prompt": "x", "n": 2}, "n"),
+    ({"model": MODEL, "prompt": ["a", "b"]}, "prompt"),
+    ({"model": MODEL, "messages": [{"role": "assistant", "content": "x"}]}, "messages"),
 ])
 def test_malformed_requests_are_400_naming_the_field(server, body, param):
     route = "chat/completions" if "messages" in body else "completions"
@@ -186,14 +192,14 @@ def test_malformed_requests_are_400_naming_the_field(server, body, param):
 
 
 def test_malformed_json_is_400(server):
-    error = _error(httpx.post(f"{server.openai_url}/completions", content=b'{"model": "tiny", "prompt": ',
+    error = _error(httpx.post(f"{server.openai_url}/completions", content=b'{"model": MODEL, "prompt": ',
                               headers={"content-type": "application/json"}), 400)
     assert "JSON" in error["message"]
 
 
 @pytest.mark.parametrize("path, body", [
-    ("/v1/models/tiny:predict", {"instances": [[1, 2]]}),
-    ("/v2/models/tiny/infer", {"inputs": [{"name": "x", "shape": [1], "datatype": "INT32", "data": [1]}]}),
+    (f"/v1/models/{MODEL}:predict", {"instances": [[1, 2]]}),
+    (f"/v2/models/{MODEL}/infer", {"inputs": [{"name": "x", "shape": [1], "datatype": "INT32", "data": [1]}]}),
 ])
 def test_v1_v2_inference_is_400_naming_the_openai_routes(server, path, body):
     error = _error(httpx.post(f"{server.url}{path}", json=body), 400)

@@ -80,6 +80,7 @@ class MedllamaModel(OpenAIGenerativeModel):
 
     def stop(self) -> None:
         if self.ready:
+            self.ready = False
             self.generator.stop()
 
     # --- the two OpenAI endpoints -----------------------------------------------------------------

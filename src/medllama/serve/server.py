@@ -80,7 +80,11 @@ class OpenAIModelServer(ModelServer):
         self.servers.append(self._rest_server.start())
         self.setup_event_loop()
         self.register_signal_handler()
-        asyncio.run(self._serve())
+        try:
+            asyncio.run(self._serve())
+        finally:  # uvicorn has handled SIGTERM/SIGINT; the batching thread must end for the process to exit
+            for model in models:
+                model.stop()
 
 
 class _OpenAIOnlyDataPlane(DataPlane):
