@@ -55,6 +55,10 @@ def print_registration(outcome: dict) -> None:
     for key, value in outcome["metrics"].items():
         print(f"  {key:<40} {value:.4f}")
     print(f"\nOpen the MLflow UI on this store:\n  {outcome['ui_command']}")
+    from medllama.serve import how_to_call
+
+    print(f"\nServe it on KServe's OpenAI endpoint, then call it:\n"
+          f"{how_to_call(outcome['name'], outcome['version'], outcome['tracking_uri'])}")
 
 
 # --- verbs ---------------------------------------------------------------------------------------

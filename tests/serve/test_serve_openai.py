@@ -16,6 +16,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from medllama.data.instructions import Example, build_row
 from medllama.recipe import load_recipe
 from medllama.registry import DATA_USE_NOTE
+from medllama.registry.card import DEFAULT_AGREEMENT
 
 from .conftest import ALIAS, MODEL
 
@@ -37,7 +38,7 @@ def test_models_lists_the_registered_version_and_its_data_use_agreement(client, 
     assert entry.id == MODEL and entry.owned_by == "medllama-ops"
     extra = entry.model_extra
     assert (extra["registry_name"], extra["registry_version"]) == (MODEL, registered.version)
-    assert extra["data_use_agreement"] == DATA_USE_NOTE
+    assert extra["data_use_agreement"] == DATA_USE_NOTE and extra["agreement"] == DEFAULT_AGREEMENT
     assert extra["root"] == f"models:/{MODEL}@{ALIAS}" and extra["max_model_len"] == 256
 
 

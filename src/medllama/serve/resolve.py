@@ -23,17 +23,18 @@ class ServedModel:
     version: str | None = None  # registry version, None outside the registry
     tags: dict[str, str] = field(default_factory=dict)  # the registry version's tags
 
-    @property
-    def data_use_agreement(self) -> str | None:
-        return self.tags.get("data_use_agreement")
-
 
 def resolve(ref: str, tracking_uri: str | None = None, name: str | None = None) -> ServedModel:
     """The local folder and identity of `ref`; `name` overrides the served name."""
     if ref.startswith("models:/"):
+        from mlflow.exceptions import MlflowException
+
         from medllama.registry import download_model, model_version
 
-        mv = model_version(ref, tracking_uri)
+        try:
+            mv = model_version(ref, tracking_uri)
+        except MlflowException as e:  # no such model, version or alias: say so in one line
+            raise ValueError(f"--model {ref}: {e.message}") from None
         dest = Path(tempfile.mkdtemp(prefix="medllama-serve-"))
         path = download_model(f"models:/{mv.name}/{mv.version}", dest, tracking_uri)
         return ServedModel(_check_folder(path, ref), name or mv.name, ref, str(mv.version), dict(mv.tags))

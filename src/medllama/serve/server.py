@@ -27,23 +27,22 @@ from kserve.protocol.rest.openai.endpoints import OPENAI_ROUTE_PREFIX
 from kserve.protocol.rest.server import RESTServer
 from starlette.exceptions import HTTPException
 
+from medllama.registry.card import AGREEMENT_TAG
 from medllama.serve.openai_model import MedllamaModel
-from medllama.serve.resolve import resolve
+from medllama.serve.resolve import ServedModel
 
 log = logging.getLogger(__name__)
 OWNER = "medllama-ops"
 
 
-def serve(ref: str, port: int = 8080, tracking_uri: str | None = None, name: str | None = None,
-          batching: bool = True) -> None:
-    """Resolve `ref`, load it and serve it until interrupted (binds 0.0.0.0:`port`, as KServe does)."""
-    served = resolve(ref, tracking_uri, name)
+def serve_model(served: ServedModel, port: int = 8080, batching: bool = True) -> None:
+    """Load `served` and serve it until interrupted (binds 0.0.0.0:`port`, as KServe does)."""
     model = MedllamaModel(served, batching=batching)
     model.load()
     from kserve.model_server import app
 
     app.add_api_route(f"{OPENAI_ROUTE_PREFIX}/v1/models", _models_route(model), methods=["GET"])
-    log.info("serving %s as %r on port %d (batching %s)", ref, served.name, port, "on" if batching else "off")
+    log.info("serving %s as %r on port %d (batching %s)", served.ref, served.name, port, "on" if batching else "off")
     OpenAIModelServer(http_port=port, enable_grpc=False).start([model])
 
 
@@ -52,7 +51,8 @@ def model_entry(model: MedllamaModel, created: int) -> dict:
     s = model.served
     return {"id": model.name, "object": "model", "created": created, "owned_by": OWNER, "root": s.ref,
             "max_model_len": model.context, "registry_name": s.name if s.version else None,
-            "registry_version": s.version, "data_use_agreement": s.data_use_agreement}
+            "registry_version": s.version, "data_use_agreement": s.tags.get("data_use_agreement"),
+            "agreement": s.tags.get(AGREEMENT_TAG)}
 
 
 def _models_route(model: MedllamaModel):
