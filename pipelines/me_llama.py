@@ -1,5 +1,5 @@
-"""The Me-LLaMA pipeline: prepare → continued pre-training → instruction tuning → evaluate → register → task-specific
-tuning of the registered model on each supervised task (ParallelFor), scored beside zero-shot.
+"""The Me-LLaMA pipeline: prepare → continued pre-training → instruction tuning → evaluate → register → deploy,
+and task-specific tuning of the registered model on each supervised task (ParallelFor), scored beside zero-shot.
 
 One pipeline object serves both places it runs:
   medllama pipeline compile [--cluster gpu]  writes pipelines/me_llama.yaml for the Kubeflow UI
@@ -25,6 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # `python pipelines/me_llama.py` from anywhere
     sys.path.insert(0, str(ROOT))
 
+from components.deploy.component import deploy_model  # noqa: E402
 from components.evaluate.component import evaluate_models  # noqa: E402
 from components.prepare.component import merge_shards, prepare_shard, shard_indices  # noqa: E402
 from components.register.component import register_model  # noqa: E402
@@ -76,6 +77,8 @@ def build_pipeline(profile: ClusterProfile):
         work_pvc: str = profile.work.pvc,
         tracking_uri: str = profile.mlflow_uri,
         prepare_shards: int = 2,
+        serving_gpus: int = 0,
+        serving_namespace: str = profile.namespace,
     ):
         run_id = dsl.PIPELINE_JOB_ID_PLACEHOLDER
         common = dict(recipe=recipe, overrides=overrides)
@@ -124,8 +127,19 @@ def build_pipeline(profile: ClusterProfile):
             report = supervised_report(results=dsl.Collected(tuned.outputs["result"])).set_display_name(
                 "zero-shot vs supervised"
             )
+            # Serves the new version: vLLM on `serving_gpus` GPUs, else `medllama serve` on CPU (kfp.local: YAML only)
+            deployed = deploy_model(
+                model_name=registered.outputs["name"],
+                version=registered.outputs["version"],
+                cluster=cluster,
+                tracking_uri=tracking_uri,
+                model=sft.outputs["model"],
+                work_pvc=work_pvc,
+                gpus=serving_gpus,
+                namespace=serving_namespace,
+            ).set_display_name("deploy on KServe")
         on_cluster(plan, profile, work_pvc)
-        for task in (shard, data, registered, tasks, report):
+        for task in (shard, data, registered, tasks, report, deployed):
             on_cluster(task, profile, work_pvc)
         for task in (cpt, sft):  # a retried launcher would submit a second job; the jobs retry their pods
             on_cluster(task, profile, work_pvc, retry=False)

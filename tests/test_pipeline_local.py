@@ -95,3 +95,17 @@ def test_a_refused_candidate_stops_the_pipeline_with_its_reasons_in_the_report(t
     assert "**Decision: NOT promoted**" in text and "block: below the margin" in text
     assert "vs base_model: none, the recipe trains from random init" in text and "| pubmedqa/accuracy | 4 |" in text
     assert not any("register" in p.name for p in root.rglob("*") if p.is_dir())
+
+
+def test_deploy_step_records_what_it_would_apply_and_the_summary_says_how_to_call(pipeline_run):
+    """kfp.local has no Kubernetes API: the deploy step writes the InferenceService it would apply."""
+    import yaml
+
+    workdir, out = pipeline_run
+    assert out.returncode == 0
+    (manifest,) = [p for p in (workdir / ".medllama" / "runs" / "kfp-root").rglob("manifest") if p.is_file()]
+    (isvc,) = yaml.safe_load_all(manifest.read_text())
+    assert isvc["kind"] == "InferenceService"
+    assert isvc["spec"]["predictor"]["model"]["args"] == ["--model", "models:/me-llama-tiny/1"]
+    assert "medllama serve --model models:/me-llama-tiny/1" in out.stdout
+    assert "/openai/v1/chat/completions" in out.stdout
