@@ -109,3 +109,5 @@ def test_deploy_step_records_what_it_would_apply_and_the_summary_says_how_to_cal
     assert isvc["spec"]["predictor"]["model"]["args"] == ["--model", "models:/me-llama-tiny/1"]
     assert "medllama serve --model models:/me-llama-tiny/1" in out.stdout
     assert "/openai/v1/chat/completions" in out.stdout
+    (sft_model,) = (workdir / ".medllama" / "runs").glob("*/sft/model")  # exported with the SFT chat template
+    assert "### Instruction:" in (sft_model / "chat_template.jinja").read_text()

@@ -86,15 +86,12 @@ class MedllamaModel(OpenAIGenerativeModel):
     # --- the two OpenAI endpoints -----------------------------------------------------------------
 
     async def create_completion(self, request, raw_request=None, context=None):
-        try:
-            _reject_unsupported(request, ("echo", "suffix", "logprobs"))
-            ids = self._prompt_ids(request.prompt)
-            sampling = self._sampling(request, len(ids), request.max_tokens)
-        except BadRequest as e:
-            return e.response()
-        stops = _stops(request.stop)
+        started = self._start(request, ("echo", "suffix", "logprobs"), lambda: self._prompt_ids(request.prompt),
+                              request.max_tokens)
+        if isinstance(started, ErrorResponse):
+            return started
+        ids, pieces = started
         rid, created = f"cmpl-{uuid.uuid4().hex}", int(time.time())
-        pieces = self._generate(ids, sampling, stops)
         if request.stream:
             return self._completion_events(rid, created, pieces, len(ids), _include_usage(request))
         text, finish, n = await _collect(pieces)
@@ -103,21 +100,28 @@ class MedllamaModel(OpenAIGenerativeModel):
         return Completion(id=rid, created=created, model=self.name, usage=_usage(len(ids), n), choices=[choice])
 
     async def create_chat_completion(self, request, raw_request=None, context=None):
-        try:
-            _reject_unsupported(request, ("logprobs", "tools", "echo"))
-            ids = self._chat_ids(request.messages)
-            sampling = self._sampling(request, len(ids), request.max_completion_tokens or request.max_tokens)
-        except BadRequest as e:
-            return e.response()
-        stops = _stops(request.stop)
+        started = self._start(request, ("logprobs", "tools", "echo"), lambda: self._chat_ids(request.messages),
+                              request.max_completion_tokens or request.max_tokens)
+        if isinstance(started, ErrorResponse):
+            return started
+        ids, pieces = started
         rid, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
-        pieces = self._generate(ids, sampling, stops)
         if request.stream:
             return self._chat_events(rid, created, pieces, len(ids), _include_usage(request))
         text, finish, n = await _collect(pieces)
         choice = ChatCompletionChoice(index=0, message=ChatMessage(role="assistant", content=text), finish_reason=finish)
         return ChatCompletion(id=rid, created=created, model=self.name, choices=[choice], usage=_usage(len(ids), n),
                               prompt_token_ids=ids if request.return_token_ids else None)
+
+    def _start(self, request, unsupported: tuple[str, ...], prompt_ids, max_tokens: int | None):
+        """(prompt ids, the answer's pieces as they come) of a valid request, else its 400."""
+        try:
+            _reject_unsupported(request, unsupported)
+            ids = prompt_ids()
+            sampling = self._sampling(request, len(ids), max_tokens)
+        except BadRequest as e:
+            return e.response()
+        return ids, self._generate(ids, sampling, _stops(request.stop))
 
     # --- prompts ----------------------------------------------------------------------------------
 
