@@ -33,7 +33,7 @@ async def _run(engine: Engine, prompt: list[int], sampling: Sampling, active: li
 
 
 def test_eight_concurrent_requests_decode_together_with_their_own_limits(engine, tiny_served_dir):
-    limits = [8 + 3 * i for i in range(8)]
+    limits = [4 + 2 * i for i in range(8)]
     alone = [asyncio.run(_run(engine, p, Sampling(n, temperature=0))) for p, n in zip(PROMPTS, limits)]
 
     async def together():

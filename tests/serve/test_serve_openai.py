@@ -146,15 +146,15 @@ def _metric(server, name: str) -> float:
 
 
 def test_a_client_that_disconnects_frees_its_slot(server, client):
-    whole = _greedy(client, "Discharge summary", 200)
-    assert whole.usage.completion_tokens == 200  # the full answer runs to its limit
+    whole = _greedy(client, "Discharge summary", 120)
+    assert whole.usage.completion_tokens == 120  # the full answer runs to its limit
     before = _metric(server, "medllama_serve_generated_tokens_total")
-    body = {"model": MODEL, "prompt": "Discharge summary", "max_tokens": 200, "temperature": 0, "stream": True}
+    body = {"model": MODEL, "prompt": "Discharge summary", "max_tokens": 120, "temperature": 0, "stream": True}
     with httpx.stream("POST", f"{server.openai_url}/completions", json=body, timeout=30) as r:
         next(r.iter_lines())  # the first event: generation is under way; then hang up
     time.sleep(1.0)
     assert _metric(server, "medllama_serve_requests_running") == 0
-    assert _metric(server, "medllama_serve_generated_tokens_total") - before < 200
+    assert _metric(server, "medllama_serve_generated_tokens_total") - before < 120
     assert _greedy(client, "Discharge summary", 4).usage.completion_tokens == 4  # and it serves on
 
 
