@@ -12,6 +12,8 @@ RUN pip install --no-cache-dir --index-url https://download.pytorch.org/whl/cpu 
 COPY pyproject.toml README.md ./
 COPY src ./src
 RUN pip install --no-cache-dir ".[serve]"
+# KServe's OpenAI data plane imports its protocol types from vLLM; its own requirements would pull CUDA torch
+RUN pip install --no-cache-dir --no-deps "vllm==0.24.0"
 ENV HOME=/home/medllama \
     HF_HOME=/tmp/hf \
     PYTHONUNBUFFERED=1

@@ -55,7 +55,8 @@ def test_compiled_yaml_chains_the_stages_and_mounts_the_work_volume():
     assert tune["base_version"]["parameterExpressionSelector"] == 'parseJson(string_value)["base_version"]'
     assert tune["task"]["parameterExpressionSelector"] == 'parseJson(string_value)["dataset"]'
     executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
-    assert len(executors) == 10  # every task, the shard planner and the supervised branch included
+    assert len(executors) == 11  # every task: the shard planner, the supervised branch and the deploy step included
+    assert supervised["deploy-model"]["dependentTasks"] == ["register-model"]  # deploys what was just registered
     assert all(e["pvcMount"][0]["mountPath"] == load_profile("dev").work.mount_path for e in executors.values())
 
 
