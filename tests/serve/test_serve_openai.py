@@ -13,7 +13,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from medllama.data.instructions import Example, build_row
+from medllama.data.instructions import Example, build_example
 from medllama.recipe import load_recipe
 from medllama.registry import DATA_USE_NOTE
 from medllama.registry.card import DEFAULT_AGREEMENT
@@ -88,7 +88,7 @@ def test_chat_prompt_tokens_equal_the_sft_prompt_tokens(client, tiny_served_dir,
     tok = AutoTokenizer.from_pretrained(tiny_served_dir)
     spec = load_recipe("tiny").data
     context = "\n".join(f"{m['role']}: {m['content']}" for m in history)
-    ids, labels = build_row(tok, Example("List two causes of anemia.", context, "Iron deficiency."), spec, Counter())
+    ids, labels = build_example(tok, Example("List two causes of anemia.", context, "Iron deficiency."), spec, Counter())
     prompt_len = int((labels != -100).nonzero()[0][0])
     assert served == ids[:prompt_len].tolist()
     assert out.usage.prompt_tokens == prompt_len
