@@ -26,7 +26,6 @@ ROOT = Path(__file__).resolve().parents[1]
 SRC = ROOT / "src"
 IMAGES = sorted((ROOT / "images").glob("*.Dockerfile"))
 BASE_PROVIDES = {"nvcr.io/nvidia/pytorch": {"torch"}}  # the NGC image's CUDA torch (pip keeps it)
-PENDING = {"serve": "the serve extra and `medllama serve` land with the serve helper (issue 9)"}
 
 
 def instructions(path: Path) -> list[tuple[str, str]]:
@@ -83,8 +82,6 @@ def installed(extras: set[str], dists: set[str]) -> set[str]:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     declared = list(project["dependencies"])
     for extra in extras:
-        if extra in PENDING and extra not in project["optional-dependencies"]:
-            pytest.skip(PENDING[extra])
         assert extra in project["optional-dependencies"], f"extra [{extra}] is not in pyproject.toml"
         declared += project["optional-dependencies"][extra]
     return closure(frozenset({Requirement(r).name for r in declared} | dists))
@@ -198,8 +195,6 @@ def test_image_is_pinned_non_root_healthchecked_and_runs_the_cli(dockerfile):
     from tests.k8s.manifests import cli_verbs
 
     for verb in label(steps, "medllama.verbs").split():  # each verb the image is for exists in the CLI
-        if verb in PENDING and verb not in cli_verbs():
-            pytest.skip(PENDING[verb])
         assert verb in cli_verbs(), verb
 
 
