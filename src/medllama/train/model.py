@@ -184,6 +184,9 @@ def export(model, tokenizer: PreTrainedTokenizerBase, out_dir: str | Path, zero3
     config.dtype = writer.dtype
     config.architectures = [type(base).__name__]  # as save_pretrained records them
     config.save_pretrained(tmp)
+    # transformers records how the tokenizer was loaded (local_files_only, forced by offline mode): not part of
+    # the model, and it would make the same weights export to different bytes (and content hashes).
+    tokenizer.init_kwargs.pop("local_files_only", None)
     tokenizer.save_pretrained(tmp)
     GenerationConfig(
         bos_token_id=tokenizer.bos_token_id,
