@@ -79,8 +79,8 @@ async def accept(agreement_id: str, request: Request, gate: Gate = Depends(get_g
 
 @router.get("/requests/{request_id}", response_class=HTMLResponse)
 def status_page(request_id: RequestId, request: Request, gate: Gate = Depends(get_gate)):
-    req = gate.repo.get_request(request_id)
-    if not _claimed(req, request.cookies.get(_CLAIM_COOKIE.format(request_id))):
+    req = _request_of_this_browser(request_id, request, gate)
+    if req is None:
         return _page(request, "claim.html", 401, request_id=request_id, error="")
     return _status(request, gate, req)
 
@@ -99,8 +99,7 @@ def claim(request_id: RequestId, request: Request, claim_code: str = Form("", ma
 
 @router.post("/requests/{request_id}/key", response_class=HTMLResponse)
 def issue_key(request_id: RequestId, request: Request, gate: Gate = Depends(get_gate)):
-    req = gate.repo.get_request(request_id)
-    if not _claimed(req, request.cookies.get(_CLAIM_COOKIE.format(request_id))):
+    if _request_of_this_browser(request_id, request, gate) is None:
         return _page(request, "claim.html", 401, request_id=request_id, error="")
     try:
         new, row = gate.repo.issue_key(request_id, gate.config.keys, utcnow())
@@ -112,6 +111,12 @@ def issue_key(request_id: RequestId, request: Request, gate: Gate = Depends(get_
 
 def _status(request: Request, gate: Gate, req: AccessRequest) -> HTMLResponse:
     return _page(request, "status.html", req=req, key=gate.repo.key_for_request(req.id))
+
+
+def _request_of_this_browser(request_id: int, request: Request, gate: Gate) -> AccessRequest | None:
+    """The access request, when this browser holds its claim cookie."""
+    req = gate.repo.get_request(request_id)
+    return req if _claimed(req, request.cookies.get(_CLAIM_COOKIE.format(request_id))) else None
 
 
 def _claimed(req: AccessRequest, code: str | None) -> bool:
