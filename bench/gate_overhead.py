@@ -112,7 +112,8 @@ def requests_per_cpu_second(url: str, pid: int, headers: dict, n: int, concurren
     wall = asyncio.run(run())
     used = cpu_seconds(pid) - before
     return {"requests": n, "concurrency": concurrency, "server_cpu_s": round(used, 3),
-            "per_cpu_s": round(n / used, 1), "wall_per_s": round(n / wall, 1)}
+            # /proc counts CPU in clock ticks (10 ms): a short series can read 0, which tells nothing
+            "per_cpu_s": round(n / used, 1) if used > 0 else None, "wall_per_s": round(n / wall, 1)}
 
 
 def in_process_checks(config, repo, key: str, n: int) -> dict:
