@@ -10,7 +10,8 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from medllama.serve.engine import Engine, Sampling, SeededSampling
+from medllama.decoding import pick
+from medllama.serve.engine import Engine, Sampling
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +29,7 @@ async def _run(engine: Engine, prompt: list[int], sampling: Sampling, active: li
     tokens: list[int] = []
     async for tokens in engine.stream(prompt, sampling):
         if active is not None:
-            active.append(len(engine.manager.batch_processor.scheduler.active_requests))
+            active.append(engine.running)
     return tokens
 
 
@@ -70,9 +71,8 @@ def test_leaving_a_stream_cancels_the_request_and_frees_its_slot(engine):
             async for tokens in steps:
                 if len(tokens) >= 2:
                     break
-        for _ in range(100):  # the manager drops it at its next step
-            scheduler = engine.manager.batch_processor.scheduler
-            if not scheduler.active_requests and not scheduler.waiting_requests:
+        for _ in range(100):  # the decode thread drops it at its next step
+            if engine.running == 0:
                 return True
             await asyncio.sleep(0.02)
         return False
@@ -81,10 +81,12 @@ def test_leaving_a_stream_cancels_the_request_and_frees_its_slot(engine):
     assert asyncio.run(_run(engine, PROMPTS[1], Sampling(4, temperature=0)))  # and the engine serves on
 
 
-def test_seeded_sampling_picks_by_inverse_cdf_and_leaves_unseeded_rows():
-    scores = torch.log(torch.tensor([[0.1, 0.2, 0.7], [0.5, 0.25, 0.25], [0.3, 0.3, 0.4]]))
-    draws = torch.tensor([0.25, 0.55, -1.0]).view(torch.int32)
-    out = SeededSampling()(scores, draws)
-    assert out[0].argmax().item() == 1 and torch.isinf(out[0]).sum() == 2  # 0.25 falls in (0.1, 0.3]
-    assert out[1].argmax().item() == 1 and torch.isinf(out[1]).sum() == 2  # 0.55 in (0.5, 0.75]
-    assert torch.equal(out[2], scores[2])  # no seed: the manager samples it
+def test_pick_is_argmax_when_greedy_and_a_seeded_draw_from_the_top_p_head_otherwise():
+    logits = torch.log(torch.tensor([[0.1, 0.2, 0.7], [0.5, 0.25, 0.25], [0.05, 0.15, 0.8]]))
+    greedy, top, seeded = Sampling(4, temperature=0), Sampling(4, top_p=0.5), Sampling(4, seed=3)
+    assert pick(logits, [greedy] * 3, [0] * 3) == [2, 0, 2]
+    # top_p 0.5 keeps only the most likely token of rows 0 and 1 (0.7 and 0.5 reach it alone)
+    assert [pick(logits[:2], [top, top], [s, s]) for s in range(20)] == [[2, 0]] * 20
+    draws = [pick(logits[2:], [seeded], [step])[0] for step in range(50)]
+    assert draws == [pick(logits[2:], [seeded], [step])[0] for step in range(50)]  # (seed, step) fixes the draw
+    assert set(draws) == {0, 1, 2} or set(draws) >= {1, 2}  # a draw, not the argmax

@@ -17,6 +17,8 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from medllama.decoding import repeat_rows
+
 
 @dataclass
 class LoadedModel:
@@ -141,17 +143,6 @@ def _prefix_cache(lm: LoadedModel, prefix: list[int]):
     return lm.model(input_ids=torch.tensor([prefix], device=lm.device), use_cache=True, logits_to_keep=1).cache
 
 
-def _with_prefix(lm: LoadedModel, prefix_cache, rows: int):
-    """A fresh cache holding the shared prefix once per row of a batch (rows append their own tokens to it)."""
-    from transformers import DynamicCache
-
-    cache = DynamicCache(config=lm.model.config)
-    for layer_idx, layer in enumerate(prefix_cache.layers):
-        cache.update(layer.keys.expand(rows, -1, -1, -1).contiguous(),
-                     layer.values.expand(rows, -1, -1, -1).contiguous(), layer_idx)
-    return cache
-
-
 def _loglik_shared(lm: LoadedModel, requests, batch_size: int) -> list[list[float]]:
     scores = [[0.0] * len(conts) for _, conts in requests]
     # The template and instruction every prompt starts with run once for the whole list, not once per prompt.
@@ -170,7 +161,7 @@ def _loglik_shared(lm: LoadedModel, requests, batch_size: int) -> list[list[floa
         pairs = [(row, i, j, c) for row, i in enumerate(batch) for j, c in enumerate(requests[i][1])]
         rest = [pair for pair in pairs if len(pair[3]) > 1]
         last, where = torch.unique(lengths - shared - 1, return_inverse=True)
-        cache = _with_prefix(lm, prefix_cache, len(batch)) if shared else None
+        cache = repeat_rows(lm.model, prefix_cache, len(batch)) if shared else None
         out = lm.model(input_ids=ids, cache=cache, use_cache=bool(rest) or cache is not None, logits_to_keep=last)
         rows = torch.arange(len(batch), device=lm.device)
         first = torch.log_softmax(out.logits[rows, where].float(), dim=-1)

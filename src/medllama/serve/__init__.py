@@ -1,4 +1,4 @@
-"""Serving: a registered (or any HF) model behind KServe's OpenAI-compatible endpoint, with continuous batching."""
+"""Serving: a registered (or any HF) model behind KServe's OpenAI-compatible endpoint, with requests batched between decode steps."""
 
 import json
 import shlex

@@ -1,10 +1,10 @@
-"""Generation for concurrent requests: transformers' continuous batching behind one async stream per request.
+"""Generation for concurrent requests: one decode thread over a `DecodeBatch`, one async stream per request.
 
-`ContinuousBatchingManager` (transformers) runs the decode loop in a background thread over a paged KV
-cache: requests join and leave between decode steps, each with its own max_new_tokens and sampling
-settings, and a prompt is prefilled once. This module only adapts it to asyncio: a request is a stream
-of its generated ids that the OpenAI layer reads, and leaving the stream early cancels the request,
-which frees its cache blocks. With batching off, requests run one at a time (the benchmark's baseline).
+The thread owns the batch. Between two decode steps it admits the requests that arrived (their prompts
+prefilled together, once), then every running request advances one token in a single forward pass; a
+request leaves when it reaches its own max_new_tokens or EOS, or when its client left, and its keys and
+values go with it. Each request sees the ids generated so far after every step. With batching off,
+requests run one at a time (the benchmark's baseline).
 """
 
 from __future__ import annotations
@@ -12,15 +12,17 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-import random
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+import queue
+import threading
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
 
 import torch
 from prometheus_client import Counter, Gauge
-from transformers import GenerationConfig
-from transformers.generation.configuration_utils import ContinuousBatchingConfig
-from transformers.generation.continuous_batching.cb_logits_processors import ContinuousBatchingLogitsProcessor
+
+from medllama.decoding import DecodeBatch, Sampling, pick
+
+__all__ = ["Engine", "EngineError", "Sampling"]
 
 log = logging.getLogger(__name__)
 # On KServe's /metrics: what runs now and what was generated (a request that left stops counting at once)
@@ -32,83 +34,49 @@ class EngineError(RuntimeError):
     """Generation failed inside the engine (not the client's fault)."""
 
 
-@dataclass(frozen=True)
-class Sampling:
-    max_new_tokens: int
-    temperature: float = 1.0  # 0 = greedy
-    top_p: float = 1.0
-    seed: int | None = None
-
-    def processor_kwargs(self, vocab_size: int) -> dict:
-        """Per-request settings for the manager's logits processors: greedy is top-k 1 (one finite logit,
-        so sampling cannot pick another token); a seed is used only when sampling."""
-        if self.temperature == 0:
-            return {"temperature": 1.0, "top_k": 1, "top_p": 1.0}
-        kw = {"temperature": float(self.temperature), "top_k": vocab_size, "top_p": float(self.top_p)}
-        return kw if self.seed is None else {**kw, "seed": int(self.seed)}
-
-
-class SeededSampling(ContinuousBatchingLogitsProcessor):
-    """Samples a seeded request's token itself, from the processed distribution, with a uniform draw that
-    depends only on (seed, position), so its tokens do not depend on which requests share its batch.
-    The row becomes one-hot; unseeded rows are left to the manager's own sampling."""
-
-    supported_kwargs = {"seed": int}
-    ignored_kwargs = ()
-
-    def fill_defaults(self, int32_tensor: torch.Tensor) -> None:
-        int32_tensor.copy_(torch.full_like(int32_tensor, -1, dtype=torch.float32).view(torch.int32))
-
-    def prepare_tensor_args(self, requests_with_new_token) -> torch.Tensor:
-        draws = []
-        for r in requests_with_new_token:
-            seed = r.state.logit_processor_kwargs.get("seed")
-            step = len(r.state.generated_tokens)
-            draws.append(-1.0 if seed is None else random.Random(f"{seed}:{step}").random())
-        return torch.tensor(draws, dtype=torch.float32).view(torch.int32)
-
-    def __call__(self, scores: torch.Tensor, tensor_arg: torch.Tensor) -> torch.Tensor:
-        draw = tensor_arg[: scores.size(0)].view(torch.float32).unsqueeze(-1)
-        cdf = scores.float().softmax(-1).cumsum(-1)
-        token = torch.searchsorted(cdf, draw.clamp(min=0)).clamp(max=scores.size(-1) - 1)
-        one_hot = torch.full_like(scores, float("-inf")).scatter(-1, token, 0.0)
-        return torch.where(draw >= 0, one_hot, scores)
+@dataclass(eq=False)
+class _Request:
+    prompt: list[int]
+    sampling: Sampling
+    deliver: Callable[[object], None]  # thread-safe: hands a result to the request's stream
+    tokens: list[int] = field(default_factory=list)
+    done: bool = False  # EOS or max_new_tokens (set by the decode thread)
+    left: bool = False  # the client is gone (set by the stream)
 
 
 class Engine:
-    """One model's continuous batching manager, started once; `stream` is safe to call concurrently."""
+    """One model's decode thread, started once; `stream` is safe to call concurrently from the event loop."""
 
-    def __init__(self, model, eos_token_id: int | list[int] | None, batching: bool = True,
-                 max_requests: int = 16, page_size: int = 32, max_batch_tokens: int = 512):
-        self.model = model
-        self.vocab_size = model.config.vocab_size
+    def __init__(self, model, eos_token_id: int | list[int] | None, batching: bool = True, max_requests: int = 16):
         self.context = model.config.max_position_embeddings
-        self.eos_token_id = eos_token_id
-        # Sampling processors exist only when the generation config asks for them; every request then
-        # overrides these defaults with its own values (per_request_processors).
-        generation = GenerationConfig(do_sample=True, temperature=0.5, top_k=self.vocab_size, top_p=0.5,
-                                      eos_token_id=eos_token_id if eos_token_id is not None else -1)
-        pages = -(-self.context // page_size)
-        config = ContinuousBatchingConfig(
-            per_request_processors=True, page_size=page_size, num_blocks=pages * max_requests,
-            max_batch_tokens=max_batch_tokens, use_async_batching=False, max_requests_per_batch=max_requests)
-        self.manager = model.init_continuous_batching(generation_config=generation, continuous_batching_config=config)
-        processors = self.manager.logit_processor  # seeded sampling goes last, after temperature/top-k/top-p
-        processors.logits_processor.append(SeededSampling())
-        processors.tensors_required += 1
-        processors.supported_keys.update(SeededSampling.supported_kwargs)
-        self.manager.warmup()  # builds the batch processor up front: decode steps measured ~15x faster on CPU
-        with torch.inference_mode():  # the generation thread runs in its starter's inference mode
-            self.manager.start()
+        self.eos = set([eos_token_id] if isinstance(eos_token_id, int) else eos_token_id or [])
+        self.max_requests = max_requests
+        self.batch = DecodeBatch(model)
+        with torch.inference_mode():  # the first forward pays one-time setup; not a client's
+            self.batch.join([[0]])
+            self.batch.keep([])
+        self.rows: list[_Request] = []  # the batch's rows, in its order; only the decode thread changes it
+        self._arrivals: queue.Queue[_Request | None] = queue.Queue()
+        self._waiting: list[_Request] = []
+        self._stopping = False
         self._one_at_a_time = None if batching else asyncio.Semaphore(1)
         self._ids = itertools.count()
+        self._thread = threading.Thread(target=self._run, name="medllama-decode", daemon=True)
+        self._thread.start()
+
+    @property
+    def running(self) -> int:
+        """Requests holding a row of the batch now."""
+        return len(self.rows)
 
     def stop(self) -> None:
-        self.manager.stop(block=True, timeout=5)
+        self._stopping = True
+        self._arrivals.put(None)  # wakes an idle thread
+        self._thread.join(timeout=5)
 
     async def stream(self, prompt_ids: list[int], sampling: Sampling) -> AsyncIterator[list[int]]:
         """The request's generated ids so far, after each decode step; the last one ends it (EOS or
-        max_new_tokens). Closing the iterator early cancels the request and frees its KV cache."""
+        max_new_tokens). Closing the iterator early lets its row go at the next step."""
         if self._one_at_a_time is None:
             async for tokens in self._stream(prompt_ids, sampling):
                 yield tokens
@@ -118,26 +86,75 @@ class Engine:
                 yield tokens
 
     async def _stream(self, prompt_ids: list[int], sampling: Sampling) -> AsyncIterator[list[int]]:
-        request_id = f"r{next(self._ids)}"
-        outputs: asyncio.Queue = asyncio.Queue()
-        self.manager.register_result_handler(request_id, outputs.put_nowait)  # before add: no result is missed
-        self.manager.add_request(prompt_ids, request_id=request_id, max_new_tokens=sampling.max_new_tokens,
-                                 streaming=True, eos_token_id=self.eos_token_id,
-                                 **sampling.processor_kwargs(self.vocab_size))
+        loop, results = asyncio.get_running_loop(), asyncio.Queue()
+        request = _Request(list(prompt_ids), sampling, lambda r: loop.call_soon_threadsafe(results.put_nowait, r))
+        self._arrivals.put(request)
         finished, count = False, 0
         RUNNING.inc()
         try:
             while not finished:
-                out = await outputs.get()
-                if out.error is not None:
-                    raise EngineError(f"generation failed: {out.error}")
-                finished = out.is_finished()
-                GENERATED.inc(len(out.generated_tokens) - count)
-                count = len(out.generated_tokens)
-                yield out.generated_tokens
+                result = await results.get()
+                while not results.empty() and not isinstance(result, Exception):  # behind: only the latest counts
+                    result = results.get_nowait()
+                if isinstance(result, Exception):
+                    raise EngineError(f"generation failed: {result}") from result
+                tokens, finished = result
+                GENERATED.inc(len(tokens) - count)
+                count = len(tokens)
+                yield tokens
         finally:
             RUNNING.dec()
-            if not finished:  # the client left (disconnect, stop string): free its slot now
-                self.manager.cancel_request(request_id)
-                with self.manager.output_router._lock:
-                    self.manager.output_router.result_handlers.pop(request_id, None)
+            if not finished:  # the client left (disconnect, stop string): its row goes at the next step
+                request.left = True
+
+    # --- the decode thread -------------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        with torch.inference_mode():
+            while not self._stopping:
+                try:
+                    self._advance()
+                except Exception as e:  # a failed forward fails the requests in it, not the server
+                    log.exception("decode step failed")
+                    for request in self.rows:
+                        request.deliver(e)
+                    self.rows = []
+                    self.batch.keep([])
+
+    def _advance(self) -> None:
+        """Admit the arrivals, else decode one step for every row; then let finished rows go."""
+        self._collect(block=not self.rows and not self._waiting)
+        self._let_go()
+        room = self.max_requests - len(self.rows)
+        joining, self._waiting = self._waiting[:room], self._waiting[room:]
+        if joining:  # the newcomers' prompts in one pass; the running rows wait one forward for them
+            self.rows += joining  # before the pass: a failure reaches them too
+            logits = self.batch.join([r.prompt for r in joining])
+        elif self.rows:
+            logits = self.batch.step([r.tokens[-1] for r in self.rows])
+        else:
+            return
+        updated = joining or self.rows
+        for request, token in zip(updated, pick(logits, [r.sampling for r in updated],
+                                                [len(r.tokens) for r in updated])):
+            request.tokens.append(token)
+            request.done = token in self.eos or len(request.tokens) >= request.sampling.max_new_tokens
+            request.deliver((list(request.tokens), request.done))
+        self._let_go()
+
+    def _let_go(self) -> None:
+        """Rows that finished or whose client left leave the batch; so do waiting requests whose client left."""
+        keep = [i for i, r in enumerate(self.rows) if not (r.done or r.left)]
+        self.batch.keep(keep)
+        self.rows = [self.rows[i] for i in keep]
+        self._waiting = [r for r in self._waiting if not r.left]
+
+    def _collect(self, block: bool) -> None:
+        try:
+            if block:
+                self._waiting.append(self._arrivals.get(timeout=0.5))
+            while True:
+                self._waiting.append(self._arrivals.get_nowait())
+        except queue.Empty:
+            pass
+        self._waiting = [r for r in self._waiting if r is not None]  # None only wakes the thread to stop
