@@ -121,15 +121,17 @@ def render_prompt(ex: Example, spec: DataSpec) -> str:
     return spec.prompt_template_no_input.format(instruction=ex.instruction)
 
 
-def chat_template(spec: DataSpec) -> str:
+def chat_template(spec: DataSpec, bos: bool = False) -> str:
     """`render_prompt` as a Jinja chat template over `messages` (what `apply_chat_template` and vLLM read):
     the last user message is the instruction, earlier turns are the input as `_from_messages` renders them.
-    The literal text comes from the recipe's two prompt templates themselves, so the two cannot drift."""
+    The literal text comes from the recipe's two prompt templates themselves, so the two cannot drift.
+    `bos` (a tokenizer that starts encodings with BOS, as SFT rows then do) opens it with `bos_token`:
+    vLLM tokenizes a rendered chat without adding special tokens, so the template must carry it."""
     history = ("{%- set ns = namespace(lines=[]) -%}"
                "{%- for m in messages[:-1] -%}{%- set ns.lines = ns.lines + [m['role'] ~ ': ' ~ m['content'] | trim] -%}"
                "{%- endfor -%}{%- set input = ns.lines | join('\\n') -%}"
                "{%- set instruction = messages[-1]['content'] | trim -%}")
-    return (f"{history}{{%- if input -%}}{_jinja(spec.prompt_template)}"
+    return (f"{'{{ bos_token }}' if bos else ''}{history}{{%- if input -%}}{_jinja(spec.prompt_template)}"
             f"{{%- else -%}}{_jinja(spec.prompt_template_no_input)}{{%- endif -%}}")
 
 

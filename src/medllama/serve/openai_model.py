@@ -158,8 +158,9 @@ class MedllamaModel(OpenAIGenerativeModel):
             plain.append({"role": role, "content": content})
         if not plain or plain[-1]["role"] != "user":
             raise BadRequest("messages: the last message must be the user's", "messages")
-        text = self.tokenizer.apply_chat_template(plain, tokenize=False)
-        return bos_prefix(self.tokenizer) + encode_batch(self.tokenizer, [text])[0]
+        ids = encode_batch(self.tokenizer, [self.tokenizer.apply_chat_template(plain, tokenize=False)])[0]
+        bos = bos_prefix(self.tokenizer)  # the template opens with it when exported for such a tokenizer
+        return ids if ids[:len(bos)] == bos else bos + ids
 
     def _sampling(self, request, prompt_len: int, max_tokens: int | None) -> Sampling:
         room = self.context - prompt_len

@@ -25,6 +25,7 @@ from tqdm import tqdm
 
 from medllama import storage
 from medllama.data.instructions import chat_template
+from medllama.data.tokenizer import bos_prefix
 from medllama.data.packed import PackedDataset
 from medllama.recipe import Recipe, TrainStage, load_recipe
 from medllama.train import checkpoint
@@ -132,7 +133,7 @@ def _train(recipe: Recipe, args: TrainArgs, stage: TrainStage) -> RunMetrics | N
     output = Output(args.output)
     out = output.local
     tokenizer = AutoTokenizer.from_pretrained(_fetch(args.tokenizer))
-    tokenizer.chat_template = chat_template(recipe.data)  # exported with the model: serving prompts as SFT did
+    tokenizer.chat_template = chat_template(recipe.data, bos=bool(bos_prefix(tokenizer)))  # serving prompts as SFT did
     dataset = PackedDataset(_fetch(args.data))
     _check_data(dataset, stage, tokenizer)
     init = str(_fetch(args.init)) if args.init else None
