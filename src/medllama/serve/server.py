@@ -11,6 +11,7 @@ Three adjustments to KServe 0.21, each because a client deserves better than wha
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import time
 from http import HTTPStatus
@@ -40,6 +41,10 @@ def serve_model(served: ServedModel, port: int = 8080, batching: bool = True) ->
     model = MedllamaModel(served, batching=batching)
     model.load()
     from kserve.model_server import app
+
+    # Everything loaded so far lives as long as the process: out of the collector's sight it costs no
+    # full-collection pauses while serving, and no seconds-long final collection after SIGTERM.
+    gc.freeze()
 
     app.add_api_route(f"{OPENAI_ROUTE_PREFIX}/v1/models", _models_route(model), methods=["GET"])
     log.info("serving %s as %r on port %d (batching %s)", served.ref, served.name, port, "on" if batching else "off")
