@@ -16,6 +16,7 @@ checks few of them).
 from __future__ import annotations
 
 import functools
+import gzip
 import re
 from pathlib import Path
 from typing import Any
@@ -83,12 +84,17 @@ def strict_schema(schema: dict, top_level: bool = True) -> dict:
 def _crd_files() -> dict[tuple[str, str], Path]:
     """(group, kind) -> the vendored CRD file, read from its header (parsing all of them takes seconds)."""
     found = {}
-    for path in sorted(CRD_DIR.rglob("*.yaml")):
-        head = path.read_text()[:4000]
+    for path in sorted([*CRD_DIR.rglob("*.yaml"), *CRD_DIR.rglob("*.yaml.gz")]):
+        head = _read(path)[:4000]
         group, kind = re.search(r"^  group: (\S+)$", head, re.M), re.search(r"^    kind: (\S+)$", head, re.M)
         if "kind: CustomResourceDefinition" in head and group and kind:
             found[(group[1], kind[1])] = path
     return found
+
+
+def _read(path: Path) -> str:
+    """A vendored CRD's text; the two biggest (2-3 MB) are stored gzipped."""
+    return gzip.decompress(path.read_bytes()).decode() if path.suffix == ".gz" else path.read_text()
 
 
 @functools.cache
@@ -98,7 +104,7 @@ def _validator(api_version: str, kind: str) -> jsonschema.protocols.Validator:
     if path is None:
         known = ", ".join(sorted(f"{k} ({g})" for g, k in _crd_files()))
         raise KeyError(f"no vendored CRD for {kind} {api_version}; known: {known}")
-    spec = yaml.load(path.read_text(), Loader=yaml.CSafeLoader)["spec"]
+    spec = yaml.load(_read(path), Loader=yaml.CSafeLoader)["spec"]
     versions = {v["name"]: v["schema"]["openAPIV3Schema"] for v in spec["versions"]}
     if version not in versions:
         raise KeyError(f"{kind}: the vendored CRD serves {sorted(versions)}, not {version!r}")
