@@ -4,12 +4,12 @@
 
 Same model, same prompts, 64 new tokens each, greedy, EOS ignored (the tokenizer has none), so every request
 generates exactly 64 tokens:
-- serve:       `medllama serve` (KServe ModelServer, continuous batching), 8 clients streaming with the
-               `openai` client, each sending its requests one after another;
+- serve:       `medllama serve` (KServe ModelServer, requests batched between decode steps), 8 clients
+               streaming with the `openai` client, each sending its requests one after another;
 - (a) serial:  the same server with `--no-batching` (one request at a time), same clients;
 - (b) static:  offline HF `generate` in static batches of 8 (the prompts have one length: no padding);
-- (c) cb:      transformers' `generate_batch` (continuous batching) over all prompts at once, with the
-               paged-cache settings the server's engine uses.
+- (c) cb:      transformers' `generate_batch` (continuous batching, paged KV cache) over all prompts at
+               once, with room for 16 requests.
 TTFT = request sent → first text chunk; ITL = mean gap between text chunks of a request. The model is a
 random-init ~33M Llama (hidden 512, 8 layers, 8 heads, intermediate 1376, vocab 8000) with a word-level
 tokenizer whose every id decodes to a word, saved in a temporary folder; nothing is downloaded.
@@ -126,7 +126,7 @@ def run_generate_batch(model_dir: Path, all_prompts: list[list[int]]) -> dict:
 
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
     generation = GenerationConfig(do_sample=False, max_new_tokens=NEW_TOKENS, eos_token_id=-1)
-    pages = -(-model.config.max_position_embeddings // 32)  # the server engine's paged-cache settings
+    pages = -(-model.config.max_position_embeddings // 32)  # 32-token pages, a full context for each of 16
     config = ContinuousBatchingConfig(page_size=32, num_blocks=pages * 16, max_batch_tokens=512,
                                       use_async_batching=False, max_requests_per_batch=16)
     model.generate_batch(all_prompts[:8], generation_config=generation, continuous_batching_config=config)  # warm-up
