@@ -152,7 +152,8 @@ def cmd_register(args: argparse.Namespace) -> None:
 def cmd_serve(args: argparse.Namespace) -> None:
     from medllama.serve import serve
 
-    serve(args.model, port=args.port, tracking_uri=args.tracking_uri, name=args.name, batching=not args.no_batching)
+    serve(args.model, port=args.port, tracking_uri=args.tracking_uri, name=args.name, batching=not args.no_batching,
+          usage_url=args.usage_url)
 
 
 def cmd_pipeline(args: argparse.Namespace) -> None:
@@ -258,6 +259,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tracking-uri", default=None, help="MLflow registry for models:/ (default $MLFLOW_TRACKING_URI, else .medllama/)")
     p.add_argument("--name", default=None, help="served model name (default: the registered name, else the folder's)")
     p.add_argument("--no-batching", action="store_true", help="one request at a time (the benchmark's baseline)")
+    p.add_argument("--usage-url", default=None,
+                   help="the gate's /admin/api/usage: report the tokens of requests the gate let through by "
+                        "ext_authz or nginx (default $MEDLLAMA_USAGE_URL; token from $MEDLLAMA_USAGE_TOKEN)")
 
     p = verb("pipeline", cmd_pipeline, "compile the KFP pipeline or run it locally (kfp.local)")
     p.add_argument("verb", choices=["run", "compile"])

@@ -9,9 +9,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from medllama.gate.db import utcnow
 from medllama.gate.decide import Gate
-from medllama.gate.deps import RequestId, get_gate, require_admin
+from medllama.gate.deps import RequestId, get_gate, require_admin, require_meter
 
 router = APIRouter(prefix="/admin/api", tags=["admin"], dependencies=[Depends(require_admin)])
+# usage reports: what model servers send (`medllama serve --usage-url`) with the meter token, which opens nothing else
+meter_router = APIRouter(prefix="/admin/api", tags=["metering"], dependencies=[Depends(require_meter)])
 
 _PREFIX = r"^[a-z0-9]{12}$"
 
@@ -103,7 +105,7 @@ def usage(key: str | None = Query(None, pattern=_PREFIX), day: str | None = Quer
     return gate.repo.usage(key, day)
 
 
-@router.post("/usage", status_code=204)
+@meter_router.post("/usage", status_code=204)
 def report_usage(metered: MeteredUsage, gate: Gate = Depends(get_gate)) -> None:
     key = gate.repo.get_key(metered.key_prefix)
     gate.repo.record_usage(key.id, metered.model, utcnow(), metered.prompt_tokens, metered.completion_tokens)

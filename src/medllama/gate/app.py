@@ -48,7 +48,7 @@ def create_app(config: GateConfig | None = None, routers: Sequence[APIRouter] = 
     app.include_router(checks.router)
     if config.upstream:
         app.include_router(proxy.router)
-    for router in (pages.router, admin.router, *routers):
+    for router in (pages.router, admin.router, admin.meter_router, *routers):
         app.include_router(router)
 
     @app.exception_handler(NotFound)

@@ -59,6 +59,8 @@ class RegistryLookup(_Strict):
 class GateConfig(_Strict):
     database_url: str = "sqlite:///.medllama/gate.db"
     admin_token: SecretStr | None = Field(None, description="from MEDLLAMA_GATE_ADMIN_TOKEN; never in the file")
+    meter_token: SecretStr | None = Field(None, description="from MEDLLAMA_GATE_METER_TOKEN; never in the file: "
+                                          "lets model servers report usage and nothing else")
     upstream: str | None = Field(None, description="model server base URL for the reverse proxy")
     public_url: str = Field("", description="how users reach the gate (shown with a new key); '' = the request's URL")
     agreements: list[Agreement] = Field(default_factory=list)
@@ -113,10 +115,11 @@ def load_config(path: str | Path | None = None, environ: dict[str, str] | None =
         raw = yaml.safe_load(p.read_text()) or {}
         if not isinstance(raw, dict):
             raise GateConfigError(f"{p}: expected a mapping at the top level")
-        if "admin_token" in raw:
-            raise GateConfigError(f"{p}: admin_token must come from ${ENV_PREFIX}ADMIN_TOKEN, not the file")
+        for secret in ("admin_token", "meter_token"):
+            if secret in raw:
+                raise GateConfigError(f"{p}: {secret} must come from ${ENV_PREFIX}{secret.upper()}, not the file")
         base = p.resolve().parent
-    for field in ("database_url", "admin_token", "upstream", "public_url"):
+    for field in ("database_url", "admin_token", "meter_token", "upstream", "public_url"):
         if env.get(ENV_PREFIX + field.upper()):
             raw[field] = env[ENV_PREFIX + field.upper()]
     if env.get(ENV_PREFIX + "TRACKING_URI"):

@@ -34,13 +34,25 @@ async def require_api_key(request: Request, gate: Gate = Depends(get_gate),
 def require_admin(gate: Gate = Depends(get_gate),
                   credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> str:
     """The admin token from $MEDLLAMA_GATE_ADMIN_TOKEN, as a bearer credential; returns the actor's name."""
-    expected = gate.config.admin_token
-    if expected is None:
+    if gate.config.admin_token is None:
         raise HTTPException(403, "the admin API is off: set MEDLLAMA_GATE_ADMIN_TOKEN")
-    given = credentials.credentials if credentials else ""
-    if not hmac.compare_digest(given.encode(), expected.get_secret_value().encode()):
+    if not _matches(credentials, gate.config.admin_token):
         raise HTTPException(401, "admin credential required", headers=_challenge(401))
     return "admin"
+
+
+def require_meter(gate: Gate = Depends(get_gate),
+                  credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> str:
+    """The meter token ($MEDLLAMA_GATE_METER_TOKEN, what model servers hold) or the admin token."""
+    for actor, token in (("meter", gate.config.meter_token), ("admin", gate.config.admin_token)):
+        if token is not None and _matches(credentials, token):
+            return actor
+    raise HTTPException(401, "meter or admin credential required", headers=_challenge(401))
+
+
+def _matches(credentials: HTTPAuthorizationCredentials | None, token) -> bool:
+    given = credentials.credentials if credentials else ""
+    return hmac.compare_digest(given.encode(), token.get_secret_value().encode())
 
 
 def _challenge(status: int) -> dict[str, str] | None:

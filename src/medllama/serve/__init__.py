@@ -9,12 +9,12 @@ __all__ = ["ServedModel", "how_to_call", "resolve", "serve"]
 
 
 def serve(ref: str, port: int = 8080, tracking_uri: str | None = None, name: str | None = None,
-          batching: bool = True) -> None:
+          batching: bool = True, usage_url: str | None = None) -> None:
     """Resolve `ref` (a bad one fails here, in seconds), then serve it until interrupted on 0.0.0.0:`port`."""
     served = resolve(ref, tracking_uri, name)
     from medllama.serve.server import serve_model  # KServe and vLLM's protocol types: a slow import
 
-    serve_model(served, port, batching)
+    serve_model(served, port, batching, usage_url)
 
 
 def how_to_call(name: str, version: str, tracking_uri: str, port: int = 8080) -> str:

@@ -35,6 +35,7 @@ from kserve.protocol.rest.openai.types import (
 
 from medllama.data.tokenizer import bos_prefix, encode_batch
 from medllama.serve.engine import Engine, Sampling
+from medllama.serve.metering import GATE_KEY_HEADER, UsageReporter
 from medllama.serve.resolve import ServedModel
 
 log = logging.getLogger(__name__)
@@ -59,10 +60,12 @@ class Piece:
 
 
 class MedllamaModel(OpenAIGenerativeModel):
-    def __init__(self, served: ServedModel, batching: bool = True):
+    def __init__(self, served: ServedModel, batching: bool = True, usage_url: str | None = None):
         super().__init__(served.name)
         self.served = served
         self.batching = batching
+        self.usage_url = usage_url
+        self.reporter: UsageReporter | None = None
         self.ready = False
 
     def load(self) -> bool:
@@ -75,6 +78,7 @@ class MedllamaModel(OpenAIGenerativeModel):
         model = AutoModelForCausalLM.from_pretrained(self.served.path, dtype=dtype).to(device).eval()
         self.context = model.config.max_position_embeddings
         self.generator = Engine(model, self.tokenizer.eos_token_id, batching=self.batching)
+        self.reporter = UsageReporter.from_env(self.usage_url)
         self.ready = True
         return True
 
@@ -87,7 +91,7 @@ class MedllamaModel(OpenAIGenerativeModel):
 
     async def create_completion(self, request, raw_request=None, context=None):
         started = self._start(request, ("echo", "suffix", "logprobs"), lambda: self._prompt_ids(request.prompt),
-                              request.max_tokens)
+                              request.max_tokens, raw_request)
         if isinstance(started, ErrorResponse):
             return started
         ids, pieces = started
@@ -101,7 +105,7 @@ class MedllamaModel(OpenAIGenerativeModel):
 
     async def create_chat_completion(self, request, raw_request=None, context=None):
         started = self._start(request, ("logprobs", "tools", "echo"), lambda: self._chat_ids(request.messages),
-                              request.max_completion_tokens or request.max_tokens)
+                              request.max_completion_tokens or request.max_tokens, raw_request)
         if isinstance(started, ErrorResponse):
             return started
         ids, pieces = started
@@ -113,7 +117,7 @@ class MedllamaModel(OpenAIGenerativeModel):
         return ChatCompletion(id=rid, created=created, model=self.name, choices=[choice], usage=_usage(len(ids), n),
                               prompt_token_ids=ids if request.return_token_ids else None)
 
-    def _start(self, request, unsupported: tuple[str, ...], prompt_ids, max_tokens: int | None):
+    def _start(self, request, unsupported: tuple[str, ...], prompt_ids, max_tokens: int | None, raw_request=None):
         """(prompt ids, the answer's pieces as they come) of a valid request, else its 400."""
         try:
             _reject_unsupported(request, unsupported)
@@ -121,7 +125,9 @@ class MedllamaModel(OpenAIGenerativeModel):
             sampling = self._sampling(request, len(ids), max_tokens)
         except BadRequest as e:
             return e.response()
-        return ids, self._generate(ids, sampling, _stops(request.stop))
+        pieces = self._generate(ids, sampling, _stops(request.stop))
+        key = raw_request.headers.get(GATE_KEY_HEADER) if raw_request is not None else None
+        return ids, (self._metered(pieces, key, len(ids)) if key and self.reporter else pieces)
 
     # --- prompts ----------------------------------------------------------------------------------
 
@@ -203,6 +209,21 @@ class MedllamaModel(OpenAIGenerativeModel):
         eos = bool(tokens) and tokens[-1] in _as_set(self.tokenizer.eos_token_id)
         finish = "stop" if eos or len(tokens) < sampling.max_new_tokens else "length"
         yield Piece(text[len(sent):], finish, len(tokens))
+
+    async def _metered(self, pieces: AsyncIterator[Piece], key: str, prompt_len: int) -> AsyncIterator[Piece]:
+        """The pieces, then the tokens used reported to the gate for `key` (also when the client left)."""
+        n, whole = 0, False
+        try:
+            async for piece in pieces:
+                n = piece.completion_tokens
+                yield piece
+            whole = True
+        finally:
+            if whole:  # before the stream's last chunk: the report is done within the request
+                await self.reporter.report(key, self.name, prompt_len, n)
+            else:
+                self.reporter.report_later({"key_prefix": key, "model": self.name, "prompt_tokens": prompt_len,
+                                            "completion_tokens": n})
 
     async def _completion_events(self, rid, created, pieces, prompt_len, include_usage) -> AsyncIterator[str]:
         n = 0

@@ -36,9 +36,9 @@ log = logging.getLogger(__name__)
 OWNER = "medllama-ops"
 
 
-def serve_model(served: ServedModel, port: int = 8080, batching: bool = True) -> None:
+def serve_model(served: ServedModel, port: int = 8080, batching: bool = True, usage_url: str | None = None) -> None:
     """Load `served` and serve it until interrupted (binds 0.0.0.0:`port`, as KServe does)."""
-    model = MedllamaModel(served, batching=batching)
+    model = MedllamaModel(served, batching=batching, usage_url=usage_url)
     model.load()
     from kserve.model_server import app
 
