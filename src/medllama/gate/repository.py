@@ -71,6 +71,9 @@ _KEY_STATE = select(
     .where(_u.key_id == _k.id, _u.day == bindparam("day")).scalar_subquery(),
 ).where(_k.prefix == bindparam("prefix"))
 _AUDIT_INSERT = AuditEvent.__table__.insert()
+_a = AuditEvent.__table__.c
+_AUDIT_TOKENS = update(AuditEvent.__table__).where(_a.id == bindparam("audit_id")).values(
+    prompt_tokens=bindparam("prompt"), completion_tokens=bindparam("completion"))
 
 
 def _add_on_conflict(dialect: str, table: Table, keys: list[str], added: list[str]) -> Insert:
@@ -216,8 +219,7 @@ class Repository:
             conn.execute(self._add_usage, {"key_id": key_id, "model": model, "day": day_of(now), "requests": 1,
                                            "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens})
             if audit_id is not None:
-                conn.execute(update(AuditEvent).where(AuditEvent.id == audit_id)
-                             .values(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens))
+                conn.execute(_AUDIT_TOKENS, {"audit_id": audit_id, "prompt": prompt_tokens, "completion": completion_tokens})
 
     def usage(self, prefix: str | None = None, day: str | None = None) -> list[dict]:
         q = (select(ApiKey.prefix, ApiKey.owner, Usage.model, Usage.day, Usage.requests, Usage.prompt_tokens,
