@@ -17,8 +17,8 @@ import openai
 import pytest
 
 from medllama.gate.nginx import Route
-from gate_helpers import (MODEL, OTHER_MODEL, approved_key, auth, authorization_matrix, gate_cli, gate_server,
-                     nginx_server, open_repo, standin_model_server, write_config)
+from gate_helpers import (ADMIN_TOKEN, MODEL, OTHER_MODEL, approved_key, auth, authorization_matrix, gate_cli,
+                     gate_server, nginx_server, open_repo, standin_model_server, write_config)
 
 pytestmark = pytest.mark.local
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
@@ -95,9 +95,11 @@ def test_streamed_tokens_are_counted_and_usage_chunk_hidden_unless_asked(stack: 
     assert asked[-1].choices == [] and asked[-1].usage.completion_tokens == 5
     whole = client.chat.completions.create(model=MODEL, messages=messages)
     assert whole.usage.total_tokens == 9
-    [usage] = stack["repo"].usage(row.prefix)
+    # through the admin API: the gate writes usage and audit in batches, and its reads include what is pending
+    admin = {"headers": auth(ADMIN_TOKEN), "params": {"key": row.prefix}}
+    [usage] = httpx.get(stack["gate"] + "/admin/api/usage", **admin).json()
     assert (usage["requests"], usage["prompt_tokens"], usage["completion_tokens"]) == (3, 12, 15)
-    audited = [e for e in stack["repo"].audit_events(row.prefix) if e["outcome"] == "allow"]
+    audited = [e for e in httpx.get(stack["gate"] + "/admin/api/audit", **admin).json() if e["outcome"] == "allow"]
     assert sorted((e["prompt_tokens"], e["completion_tokens"]) for e in audited) == [(4, 5)] * 3
 
 
@@ -135,3 +137,32 @@ def test_no_key_in_clear_in_logs_or_database(stack: dict) -> None:
     for key in ISSUED:
         secret = key.split("_", 2)[2]  # mlk_<prefix>_<secret>; the secret may contain "_"
         assert secret not in logs and secret not in db
+
+
+def test_a_clean_stop_writes_every_batched_audit_row_count_and_token(tmp_path: Path) -> None:
+    """Audit rows, request counts and usage are written in batches (here: hourly, so only the stop writes them);
+    after `gate serve` stops on SIGTERM the database holds every one of them, exactly."""
+    with standin_model_server(tmp_path / "model.log") as model:
+        config_path = write_config(tmp_path, f"sqlite:///{tmp_path / 'gate.db'}", upstream=model.url)
+        config_path.write_text(config_path.read_text() + "flush_seconds: 3600\n")
+        config, repo = open_repo(config_path)
+        key, row = approved_key(config, repo)
+        with gate_server(config_path, tmp_path / "gate.log", upstream=model.url) as gate:
+            check = {**auth(key), "x-original-uri": CHAT, "x-original-method": "POST", "x-gate-model": MODEL}
+            with httpx.Client() as c:
+                statuses = [c.get(gate.url + "/check/nginx", headers=check).status_code for _ in range(30)]
+                statuses.append(c.get(gate.url + "/check/nginx", headers=auth("sk-wrong")).status_code)
+            client = openai.OpenAI(base_url=gate.url + "/openai/v1", api_key=key, max_retries=0)
+            messages = [{"role": "user", "content": "one two three"}]
+            client.chat.completions.create(model=MODEL, messages=messages)
+            list(client.chat.completions.create(model=MODEL, messages=messages, stream=True))
+            assert repo.audit_events(row.prefix) == [] and repo.usage(row.prefix) == []  # all still pending
+    assert statuses == [200] * 30 + [401]
+    events = repo.audit_events(limit=1000)
+    assert len(events) == 33 and sum(e["outcome"] == "allow" for e in events) == 32
+    with repo.engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT sum(count) FROM request_counts").scalar() == 32
+    [usage] = repo.usage(row.prefix)
+    assert (usage["requests"], usage["prompt_tokens"], usage["completion_tokens"]) == (2, 6, 10)
+    proxied = [e for e in events if e["door"] == "proxy"]
+    assert [(e["prompt_tokens"], e["completion_tokens"]) for e in proxied] == [(3, 5), (3, 5)]

@@ -102,6 +102,7 @@ def set_quota(prefix: str, quota: Quota, gate: Gate = Depends(get_gate)):
 @router.get("/usage")
 def usage(key: str | None = Query(None, pattern=_PREFIX), day: str | None = Query(None, pattern=r"^\d{4}-\d{2}-\d{2}$"),
           gate: Gate = Depends(get_gate)) -> list[dict]:
+    gate.ledger.flush()  # this process's pending usage included
     return gate.repo.usage(key, day)
 
 
@@ -114,4 +115,5 @@ def report_usage(metered: MeteredUsage, gate: Gate = Depends(get_gate)) -> None:
 @router.get("/audit")
 def audit(key: str | None = Query(None, pattern=_PREFIX), limit: int = Query(100, ge=1, le=10_000),
           gate: Gate = Depends(get_gate)) -> list[dict]:
+    gate.ledger.flush()  # this process's pending decisions included
     return gate.repo.audit_events(key, limit)

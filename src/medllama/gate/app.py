@@ -6,9 +6,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 from collections.abc import Sequence
-from contextlib import asynccontextmanager, nullcontext
+from contextlib import asynccontextmanager, nullcontext, suppress
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
@@ -52,6 +53,12 @@ def create_app(config: GateConfig | None = None, routers: Sequence[APIRouter] = 
     forward = proxy.Proxy(gate, config.upstream) if config.upstream else None
     doors += [(prefix, forward) for prefix in proxy.PREFIXES] if forward else []
 
+    async def flush_ledger() -> None:
+        while True:
+            await asyncio.sleep(config.flush_seconds)
+            with suppress(Exception):  # logged by the ledger, and kept for the next flush
+                await gate.run(gate.ledger.flush)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         async with forward.connected() if forward else nullcontext():
@@ -59,7 +66,14 @@ def create_app(config: GateConfig | None = None, routers: Sequence[APIRouter] = 
             # generations, full collections stop walking it on every few thousand requests' allocations
             gc.collect()
             gc.freeze()
-            yield
+            flusher = asyncio.create_task(flush_ledger())
+            try:
+                yield
+            finally:
+                flusher.cancel()
+                with suppress(asyncio.CancelledError):
+                    await flusher
+                gate.ledger.flush()  # a clean stop loses no audit row, count or usage
         engine.dispose()
 
     app = GateApp(doors, title="medllama gate", version="1", lifespan=lifespan,

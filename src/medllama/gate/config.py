@@ -68,6 +68,8 @@ class GateConfig(_Strict):
     registry: RegistryLookup = Field(default_factory=RegistryLookup)
     keys: KeyPolicy = Field(default_factory=KeyPolicy)
     migrate_on_start: bool = True
+    flush_seconds: float = Field(0.1, gt=0, le=3600, description="audit rows, request counts and usage are written "
+                                 "in batches this often and at shutdown; a crash loses at most this long's")
 
     @field_validator("models")
     @classmethod

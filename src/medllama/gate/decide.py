@@ -3,7 +3,7 @@
 Order of checks (and statuses): no key 401, malformed 401, unknown 401, revoked 401, expired 401,
 model not offered 403, key's agreement does not cover the model 403, agreement version too old 403,
 requests this UTC minute 429 (a fixed window), tokens today 429, else allow. Every decision is
-audited (no prompt/completion text).
+audited (no prompt/completion text); audit rows, counts and usage are written in batches (`ledger`).
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ from starlette.concurrency import run_in_threadpool
 from medllama.gate import keys
 from medllama.gate.config import GateConfig, GateConfigError
 from medllama.gate.db import utcnow
-from medllama.gate.repository import Repository
+from medllama.gate.ledger import Ledger
+from medllama.gate.repository import Repository, day_of, minute_of
 from medllama.gate.requirements import ModelRequirements, RegistryUnavailable
 
 log = logging.getLogger(__name__)
@@ -54,6 +55,7 @@ class Gate:
         self.config = config
         self.repo = repo
         self.requirements = ModelRequirements(config)
+        self.ledger = Ledger(repo)
         # SQLite on a local file answers in a fraction of a millisecond: run it inline rather than pay a
         # thread hop per request; a networked database runs in the thread pool so the event loop never waits on it
         self.inline_db = repo.engine.dialect.name == "sqlite"
@@ -98,20 +100,28 @@ class Gate:
                 return Deny(403, f"model {model!r} requires {agreement_id} version {min_version} or later; this key "
                                  f"accepted version {state.agreement_version}: accept the new version at "
                                  f"/agreements/{agreement_id}", **who)
-        if state.requests_this_minute >= state.requests_per_minute:
+        if state.requests_this_minute + self.ledger.requests(state.id, minute_of(now)) >= state.requests_per_minute:
             return Deny(429, f"rate limit: {state.requests_per_minute} requests per minute", **who)
-        if state.tokens_today >= state.tokens_per_day:
+        if state.tokens_today + self.ledger.tokens(state.id, day_of(now)) >= state.tokens_per_day:
             return Deny(429, f"token quota: {state.tokens_per_day} tokens per day used", **who)
         return Allow(state.id, prefix, state.owner, f"{state.agreement_id}@{state.agreement_version}", model)
 
     def check(self, key: str | None, model: str | None, endpoint: str, door: str,
-              now: datetime | None = None) -> tuple[Decision, int]:
-        """`decide`, then its audit record; returns the decision and the audit id (for token counts later)."""
+              now: datetime | None = None) -> tuple[Decision, dict]:
+        """`decide`, then queue its audit record; returns the decision and that record (for token counts later)."""
         now = now or utcnow()
         decision = self.decide(key, model, endpoint, now)
         allowed = isinstance(decision, Allow)
         event = dict(at=now, key_prefix=decision.prefix, owner=decision.owner, model=model[:256] if model else None,
                      endpoint=endpoint[:512], door=door, outcome="allow" if allowed else "deny",
-                     status=decision.status, reason="ok" if allowed else decision.reason[:512])
-        audit_id = self.repo.record_decision(event, decision.key_id if allowed else None)
-        return decision, audit_id
+                     status=decision.status, reason="ok" if allowed else decision.reason[:512],
+                     prompt_tokens=None, completion_tokens=None)
+        if self.ledger.decision(event, decision.key_id if allowed else None, minute_of(now)):
+            self.ledger.flush()
+        return decision, event
+
+    def record_usage(self, decision: Allow, prompt_tokens: int, completion_tokens: int, event: dict | None) -> None:
+        """Queue the tokens a response reported for `decision` (and its audit record `event`)."""
+        if self.ledger.usage(decision.key_id, decision.model or "", day_of(utcnow()), prompt_tokens,
+                             completion_tokens, event):
+            self.ledger.flush()

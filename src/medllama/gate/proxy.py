@@ -26,7 +26,6 @@ from starlette.types import Receive, Scope, Send
 from yarl import URL
 
 from medllama.gate import keys
-from medllama.gate.db import utcnow
 from medllama.gate.decide import Allow, Deny, Gate
 from medllama.gate.doors import allow_headers, deny_response, model_of, parse_json
 
@@ -76,7 +75,7 @@ class Proxy:
         payload = parse_json(body)
         model = model_of(request.method, path, payload)
         key = keys.bearer(request.headers.get("authorization"))
-        decision, audit_id = await self.gate.run(self.gate.check, key, model, f"{request.method} {path}", "proxy")
+        decision, audit = await self.gate.run(self.gate.check, key, model, f"{request.method} {path}", "proxy")
         if isinstance(decision, Deny):
             return deny_response(decision)
         streamed = isinstance(payload, dict) and payload.get("stream") is True
@@ -98,7 +97,7 @@ class Proxy:
             log.warning("upstream unreachable: %s", type(e).__name__)
             return deny_response(Deny(502, "the model server is unreachable"))
         out_headers = {k: v for k, v in upstream.headers.items() if k.lower() not in _DROP_RESPONSE}
-        meter = _Meter(self.gate, decision, audit_id)
+        meter = _Meter(self.gate, decision, audit)
         if streamed and upstream.content_type == "text/event-stream":
             return StreamingResponse(_relay_events(upstream, meter, wants_usage), status_code=upstream.status,
                                      headers=out_headers)
@@ -115,14 +114,13 @@ class Proxy:
 class _Meter:
     """Adds a response's reported usage to the key's totals and to the decision's audit record."""
 
-    def __init__(self, gate: Gate, decision: Allow, audit_id: int) -> None:
-        self.gate, self.decision, self.audit_id = gate, decision, audit_id
+    def __init__(self, gate: Gate, decision: Allow, audit: dict) -> None:
+        self.gate, self.decision, self.audit = gate, decision, audit
         self.last_seen: dict | None = None  # a stream's usage: counted once, at its end
 
     async def count(self, usage: dict) -> None:
         prompt, completion = int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
-        await self.gate.run(self.gate.repo.record_usage, self.decision.key_id, self.decision.model or "",
-                            utcnow(), prompt, completion, self.audit_id)
+        await self.gate.run(self.gate.record_usage, self.decision, prompt, completion, self.audit)
 
 
 async def _relay_events(upstream: aiohttp.ClientResponse, meter: _Meter, wants_usage: bool) -> AsyncIterator[bytes]:
