@@ -4,7 +4,8 @@
 
 Real processes on loopback: the OpenAI-shaped stand-in model server of the gate tests, `medllama gate serve
 --upstream` (SQLite, WAL), and Debian's nginx with two servers: one plain proxy to the model, one with the
-gate's `auth_request` block. Sequential keep-alive requests, warm-up excluded, p50/p99 of each path:
+gate's `auth_request` block. Sequential keep-alive requests, the paths taken in turn request by request (a
+change of load on a shared machine hits them alike), warm-up excluded, p50/p99 of each path:
 
 - check added   = nginx with auth_request - plain nginx (the same proxying, plus the gate's check)
 - proxy added   = through `gate serve --upstream` - the model server directly (non-streamed chat)
@@ -12,7 +13,7 @@ gate's `auth_request` block. Sequential keep-alive requests, warm-up excluded, p
 - CPU time the gate process spends per request on each path (load on the machine does not inflate it much,
   unlike wall-clock latency on shared cores)
 - checks per CPU-second of the gate process (one core's worth of work): /proc CPU time of the server while
-  a concurrent client sends checks, so other load on the machine does not inflate it; and the same for
+  a concurrent client sends checks (median of three series), so other load on the machine inflates it less; and the same for
   `Gate.check` called in-process (decision + audit row, no HTTP), and an empty route of the same server as the
   floor that FastAPI + uvicorn set on this machine.
 Every check is a real decision with its audit row (key lookup with this minute's count and today's tokens; the
@@ -56,34 +57,50 @@ def percentiles(samples_s: list[float]) -> dict[str, float]:
             "n": len(ms)}
 
 
-def timed_posts(url: str, headers: dict, n: int, warmup: int) -> list[float]:
-    with httpx.Client(trust_env=False) as client:
-        out = []
-        for i in range(n + warmup):
-            t0 = time.perf_counter()
-            r = client.post(url, json=BODY, headers=headers)
-            dt_ = time.perf_counter() - t0
-            if r.status_code != 200:
-                raise RuntimeError(f"{url}: {r.status_code} {r.text[:200]}")
-            if i >= warmup:
-                out.append(dt_)
-        return out
+def one_call(client: httpx.Client, method: str, url: str, headers: dict) -> float:
+    """Seconds until the whole answer is in (the chat BODY for POST)."""
+    t0 = time.perf_counter()
+    r = client.request(method, url, json=BODY if method == "POST" else None, headers=headers)
+    took = time.perf_counter() - t0
+    if r.status_code != 200:
+        raise RuntimeError(f"{url}: {r.status_code} {r.text[:200]}")
+    return took
 
 
-def first_token(url: str, headers: dict, n: int, warmup: int) -> list[float]:
-    body = {**BODY, "stream": True}
-    with httpx.Client(trust_env=False) as client:
-        out = []
+def first_token(client: httpx.Client, method: str, url: str, headers: dict) -> float:
+    """Seconds until the first content chunk of a streamed chat; the stream is read to its end (usage is counted there)."""
+    t0, took = time.perf_counter(), None
+    with client.stream(method, url, json={**BODY, "stream": True}, headers=headers) as r:
+        for line in r.iter_lines():
+            if took is None and line.startswith("data:") and '"content"' in line:
+                took = time.perf_counter() - t0
+    return took
+
+
+def interleaved(call, paths: dict[str, tuple[str, str, dict]], n: int, warmup: int) -> dict[str, dict]:
+    """p50/p99 of `call` on every path, taken in turn (one keep-alive client per path) for `n` rounds after
+    `warmup`: a change of load on the shared machine then hits every path alike."""
+    clients = {name: httpx.Client(trust_env=False) for name in paths}
+    samples: dict[str, list[float]] = {name: [] for name in paths}
+    try:
         for i in range(n + warmup):
-            t0 = time.perf_counter()
-            dt_ = None
-            with client.stream("POST", url, json=body, headers=headers) as r:
-                for line in r.iter_lines():  # read to the end: the proxy counts the usage chunk there
-                    if dt_ is None and line.startswith("data:") and '"content"' in line:
-                        dt_ = time.perf_counter() - t0
-            if i >= warmup:
-                out.append(dt_)
-        return out
+            for name, (method, url, headers) in paths.items():
+                took = call(clients[name], method, url, headers)
+                if i >= warmup:
+                    samples[name].append(took)
+    finally:
+        for client in clients.values():
+            client.close()
+    return {name: percentiles(times) for name, times in samples.items()}
+
+
+def cpu_ms_per_call(pid: int, method: str, url: str, headers: dict, n: int) -> float:
+    """CPU milliseconds process `pid` spends per call, over `n` sequential calls."""
+    with httpx.Client(trust_env=False) as client:
+        before = cpu_seconds(pid)
+        for _ in range(n):
+            one_call(client, method, url, headers)
+        return round((cpu_seconds(pid) - before) * 1000 / n, 3)
 
 
 def cpu_seconds(pid: int) -> float:
@@ -154,37 +171,29 @@ def main(argv: list[str] | None = None) -> dict:
                      f"        proxy_http_version 1.1;\n        proxy_buffering off;\n        proxy_pass {model.url};\n    }}\n}}\n")
             with nginx_server(NGINX, root / "nginx", gate.url, [Route("/", MODEL, model.url)],
                               extra=plain) as nginx_url:
-                paths = {
-                    "model direct": (model.url + CHAT, {}),
-                    "nginx plain": (f"http://127.0.0.1:{plain_port}{CHAT}", {}),
-                    "nginx + gate auth_request": (nginx_url + CHAT, headers),
-                    "gate proxy": (gate.url + CHAT, headers),
-                }
-                lat, gate_cpu_ms = {}, {}
-                for name, (url, h) in paths.items():
-                    before = cpu_seconds(gate_pid)
-                    lat[name] = percentiles(timed_posts(url, h, n, warmup))
-                    gate_cpu_ms[name] = round((cpu_seconds(gate_pid) - before) * 1000 / (n + warmup), 3)
                 check_only = {**headers, "x-original-uri": CHAT, "x-original-method": "POST", "x-gate-model": MODEL}
-                before = cpu_seconds(gate_pid)
-                with httpx.Client(trust_env=False) as client:
-                    samples = []
-                    for i in range(n + warmup):
-                        t0 = time.perf_counter()
-                        assert client.get(gate.url + "/check/nginx", headers=check_only).status_code == 200
-                        if i >= warmup:
-                            samples.append(time.perf_counter() - t0)
-                lat["gate check endpoint alone"] = percentiles(samples)
-                gate_cpu_ms["gate check endpoint alone"] = round((cpu_seconds(gate_pid) - before) * 1000 / (n + warmup), 3)
-                ft = {"model direct": percentiles(first_token(model.url + CHAT, {}, n // 4, warmup)),
-                      "gate proxy": percentiles(first_token(gate.url + CHAT, headers, n // 4, warmup))}
-                result["checks_over_http"] = requests_per_cpu_second(gate.url + "/check/nginx", gate_pid,
-                                                                     check_only, n * 2)
+                paths = {
+                    "model direct": ("POST", model.url + CHAT, {}),
+                    "nginx plain": ("POST", f"http://127.0.0.1:{plain_port}{CHAT}", {}),
+                    "nginx + gate auth_request": ("POST", nginx_url + CHAT, headers),
+                    "gate proxy": ("POST", gate.url + CHAT, headers),
+                    "gate check endpoint alone": ("GET", gate.url + "/check/nginx", check_only),
+                }
+                lat = interleaved(one_call, paths, n, warmup)
+                streams = {k: paths[k] for k in ("model direct", "gate proxy")}
+                ft = interleaved(first_token, streams, n // 4, warmup)
+                gate_cpu_ms = {name: cpu_ms_per_call(gate_pid, *paths[name], n // 2)
+                               for name in ("nginx + gate auth_request", "gate proxy", "gate check endpoint alone")}
+                # three series: CPU time on a shared machine still moves between them, the median is reported
+                series = [requests_per_cpu_second(gate.url + "/check/nginx", gate_pid, check_only, n * 2)
+                          for _ in range(3)]
+                result["checks_over_http"] = {**series[1], "per_cpu_s": _median([s["per_cpu_s"] for s in series]),
+                                              "per_cpu_s_series": [s["per_cpu_s"] for s in series]}
                 # the floor: an empty route of the same FastAPI/uvicorn process, no decision, no database
                 result["empty_route_over_http"] = requests_per_cpu_second(gate.url + "/healthz", gate_pid, {}, n * 2)
         result["checks_in_process"] = in_process_checks(config, repo, key, n)
     result["latency"] = lat
-    result["gate_cpu_ms_per_request"] = {k: v for k, v in gate_cpu_ms.items() if k.startswith(("nginx +", "gate"))}
+    result["gate_cpu_ms_per_request"] = gate_cpu_ms
     result["first_token"] = ft
     result["added"] = {
         "check_p50_ms": round(lat["nginx + gate auth_request"]["p50_ms"] - lat["nginx plain"]["p50_ms"], 3),
@@ -198,6 +207,11 @@ def main(argv: list[str] | None = None) -> dict:
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     return result
+
+
+def _median(values: list[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return statistics.median(known) if known else None
 
 
 def _server_pid(log: Path) -> int:
