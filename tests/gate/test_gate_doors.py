@@ -117,14 +117,25 @@ def test_nginx_door_enforces_token_quota_from_metered_usage(stack: dict) -> None
     assert r.status_code == 429 and "token quota" in r.json()["error"]["message"]
 
 
-def test_revocation_takes_effect_on_the_next_request(stack: dict) -> None:
+def test_revocation_and_quotas_take_effect_on_the_next_request(stack: dict) -> None:
+    """The gate keeps a key's state between calls until the database changes: a quota cut or revocation by the
+    CLI (another process) or the admin API still counts from the very next request."""
     key, row = approved_key(stack["config"], stack["repo"])
-    ISSUED.append(key)
-    assert call(stack, "proxy", key, MODEL).status_code == 200
+    other, other_row = approved_key(stack["config"], stack["repo"])
+    ISSUED.extend([key, other])
+    assert call(stack, "proxy", key, MODEL).status_code == 200  # 9 tokens metered
+    assert call(stack, "nginx", key, MODEL).status_code == 200
+    out = gate_cli(stack["root"] / "gate.yaml", "quota", row.prefix, "--tokens-per-day", "5")
+    assert out.returncode == 0, out.stderr
+    assert call(stack, "nginx", key, MODEL).status_code == 429
     out = gate_cli(stack["root"] / "gate.yaml", "revoke", row.prefix)
     assert out.returncode == 0, out.stderr
     assert call(stack, "proxy", key, MODEL).status_code == 401
     assert call(stack, "nginx", key, MODEL).status_code == 401
+    assert call(stack, "ext_authz", other, MODEL).status_code == 200
+    r = httpx.post(f"{stack['gate']}/admin/api/keys/{other_row.prefix}/revoke", headers=auth(ADMIN_TOKEN))
+    assert r.status_code == 200
+    assert call(stack, "ext_authz", other, MODEL).status_code == 401
 
 
 def test_no_key_in_clear_in_logs_or_database(stack: dict) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -94,6 +95,22 @@ def _add_on_conflict(dialect: str, table: Table, keys: list[str], added: list[st
     return stmt.on_conflict_do_update(index_elements=keys, set_={c: table.c[c] + stmt.excluded[c] for c in added})
 
 
+class _SQLiteVersion:
+    """`PRAGMA data_version` on a connection of its own that never writes: it changes whenever any other
+    connection, in this process or another, commits, and costs a few microseconds instead of a query."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._conn = None  # opened on first use, kept for the repository's life
+        self._lock = threading.Lock()
+
+    def current(self) -> int:
+        with self._lock:
+            if self._conn is None:
+                self._conn = self.engine.raw_connection()
+            return self._conn.execute("PRAGMA data_version").fetchone()[0]
+
+
 def minute_of(now: datetime) -> int:
     return int(now.replace(tzinfo=timezone.utc).timestamp() // 60)
 
@@ -110,6 +127,10 @@ class Repository:
         self._count_request = _add_on_conflict(dialect, RequestCount.__table__, ["key_id", "minute"], ["count"])
         self._add_usage = _add_on_conflict(dialect, Usage.__table__, ["key_id", "model", "day"],
                                            ["requests", "prompt_tokens", "completion_tokens"])
+        # (a file: each connection to an in-memory database is a database of its own)
+        self._versions = _SQLiteVersion(engine) if dialect == "sqlite" and engine.url.database not in (
+            None, "", ":memory:") else None
+        self._key_states: dict[str, tuple[tuple[int, int, str], KeyState]] = {}  # prefix -> ((version, minute, day), state)
 
     # --- access requests --------------------------------------------------------------------
     def create_request(self, agreement: Agreement, fields: dict[str, str], now: datetime) -> tuple[AccessRequest, str]:
@@ -204,10 +225,26 @@ class Repository:
         return row
 
     def key_state(self, prefix: str, now: datetime) -> KeyState | None:
-        """The key with its requests this minute and tokens used today, in one statement."""
+        """The key with its requests this minute and tokens used today, in one statement.
+
+        On SQLite the answer is kept until any connection commits (a revocation by the CLI in another process
+        included): the next call then reads again, so nothing stale is ever returned."""
+        minute, day = minute_of(now), day_of(now)
+        version = self._versions.current() if self._versions else None
+        if version is not None:
+            seen = self._key_states.get(prefix)
+            if seen is not None and seen[0] == (version, minute, day):
+                return seen[1]
         with self.engine.connect() as conn:
-            row = conn.execute(_KEY_STATE, {"prefix": prefix, "minute": minute_of(now), "day": day_of(now)}).first()
-        return KeyState(*row) if row else None
+            row = conn.execute(_KEY_STATE, {"prefix": prefix, "minute": minute, "day": day}).first()
+        if row is None:
+            return None
+        state = KeyState(*row)
+        if version is not None:  # read after `version`: any later commit moves the version and retires it
+            if len(self._key_states) >= 10_000:
+                self._key_states.clear()
+            self._key_states[prefix] = ((version, minute, day), state)
+        return state
 
     # --- audit and usage --------------------------------------------------------------------------
     def record_usage(self, key_id: int, model: str, now: datetime, prompt_tokens: int, completion_tokens: int,
