@@ -71,6 +71,8 @@ def test_authorization_matrix(stack: dict, door: str) -> None:
     if door != "ext_authz":
         headers = reached["headers"]
         assert "authorization" not in headers and headers["x-gate-user"] == "ada@example.org"
+        # the key prefix makes `medllama serve --usage-url` report usage: behind the proxy, which meters, it must not
+        assert ("x-gate-key" in headers) == (door == "nginx")
         assert headers["x-gate-agreement"] == "me-llama-dua@2"
 
 

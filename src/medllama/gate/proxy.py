@@ -86,6 +86,7 @@ class Proxy:
             body = json.dumps(payload).encode()
         headers = {k: v for k, v in request.headers.items() if k not in _DROP_REQUEST}  # Starlette lower-cases names
         headers.update(allow_headers(decision))
+        del headers["x-gate-key"]  # the proxy meters the answer itself: a model server that reports usage for it must not
         raw_path = request.scope.get("raw_path") or path.encode()
         query = request.scope.get("query_string", b"")
         url = URL(self.base + raw_path.decode("latin-1") + ("?" + query.decode("latin-1") if query else ""),
