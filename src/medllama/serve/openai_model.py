@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -74,6 +75,10 @@ class MedllamaModel(OpenAIGenerativeModel):
 
         device = "cuda" if torch.cuda.is_available() else "cpu"
         dtype = torch.bfloat16 if device == "cuda" else torch.float32
+        if device == "cpu" and "OMP_NUM_THREADS" not in os.environ:
+            # the decode thread's matmuls get every core but one: the event loop (HTTP, SSE) keeps its own,
+            # and an OpenMP team never waits for a member the event loop has pushed off its core
+            torch.set_num_threads(max(1, len(os.sched_getaffinity(0)) - 1))
         self.tokenizer = AutoTokenizer.from_pretrained(self.served.path)
         model = AutoModelForCausalLM.from_pretrained(self.served.path, dtype=dtype).to(device).eval()
         self.context = model.config.max_position_embeddings
