@@ -13,11 +13,12 @@ change of load on a shared machine hits them alike), warm-up excluded, p50/p99 o
 - CPU time the gate process spends per request on each path (load on the machine does not inflate it much,
   unlike wall-clock latency on shared cores)
 - checks per CPU-second of the gate process (one core's worth of work): /proc CPU time of the server while
-  a concurrent client sends checks (median of three series), so other load on the machine inflates it less; and the same for
-  `Gate.check` called in-process (decision + audit row, no HTTP), and an empty route of the same server as the
-  floor that FastAPI + uvicorn set on this machine.
-Every check is a real decision with its audit row (key lookup with this minute's count and today's tokens; the
-audit row and the count are written in batches, as the server does: `medllama.gate.ledger`).
+  a concurrent client sends checks (median of three series), so other load on the machine inflates it less;
+  the same for `Gate.check` called in-process (decision + audit row, no HTTP); and an empty FastAPI route of
+  the same server, the floor that FastAPI + uvicorn set on this machine.
+Every check is a real decision with its audit row: the key with this minute's count and today's tokens (on
+SQLite read again whenever the database changed), the audit row and count written in batches as the server
+writes them (`medllama.gate.ledger`).
 """
 
 from __future__ import annotations
@@ -68,7 +69,7 @@ def one_call(client: httpx.Client, method: str, url: str, headers: dict) -> floa
 
 
 def first_token(client: httpx.Client, method: str, url: str, headers: dict) -> float:
-    """Seconds until the first content chunk of a streamed chat; the stream is read to its end (usage is counted there)."""
+    """Seconds to the first content chunk of a streamed chat; read to its end (the usage is counted there)."""
     t0, took = time.perf_counter(), None
     with client.stream(method, url, json={**BODY, "stream": True}, headers=headers) as r:
         for line in r.iter_lines():

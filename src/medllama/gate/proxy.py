@@ -42,7 +42,7 @@ _USAGE = re.compile(rb'"usage"\s*:\s*(null|\{)')
 
 
 class Proxy:
-    """ASGI app forwarding `PREFIXES` to `upstream` once the gate allows; open it with `async with proxy.connected()`."""
+    """ASGI app forwarding `PREFIXES` to `upstream` once the gate allows; open it with `proxy.connected()`."""
 
     def __init__(self, gate: Gate, upstream: str) -> None:
         self.gate = gate
@@ -81,12 +81,13 @@ class Proxy:
         streamed = isinstance(payload, dict) and payload.get("stream") is True
         options = (payload.get("stream_options") or {}) if streamed else {}
         wants_usage = isinstance(options, dict) and options.get("include_usage") is True
-        if streamed and isinstance(options, dict) and not wants_usage:  # a malformed one is the model server's to refuse
+        # a malformed stream_options is the model server's to refuse
+        if streamed and isinstance(options, dict) and not wants_usage:
             payload["stream_options"] = {**options, "include_usage": True}
             body = json.dumps(payload).encode()
         headers = {k: v for k, v in request.headers.items() if k not in _DROP_REQUEST}  # Starlette lower-cases names
         headers.update(allow_headers(decision))
-        del headers["x-gate-key"]  # the proxy meters the answer itself: a model server that reports usage for it must not
+        del headers["x-gate-key"]  # the proxy meters the answer: a model server reporting usage for it must not
         raw_path = request.scope.get("raw_path") or path.encode()
         query = request.scope.get("query_string", b"")
         url = URL(self.base + raw_path.decode("latin-1") + ("?" + query.decode("latin-1") if query else ""),

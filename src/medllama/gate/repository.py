@@ -130,7 +130,8 @@ class Repository:
         # (a file: each connection to an in-memory database is a database of its own)
         self._versions = _SQLiteVersion(engine) if dialect == "sqlite" and engine.url.database not in (
             None, "", ":memory:") else None
-        self._key_states: dict[str, tuple[tuple[int, int, str], KeyState]] = {}  # prefix -> ((version, minute, day), state)
+        # prefix -> ((data version, minute, day), state as read then)
+        self._key_states: dict[str, tuple[tuple[int, int, str], KeyState]] = {}
 
     # --- access requests --------------------------------------------------------------------
     def create_request(self, agreement: Agreement, fields: dict[str, str], now: datetime) -> tuple[AccessRequest, str]:
@@ -254,7 +255,8 @@ class Repository:
             conn.execute(self._add_usage, {"key_id": key_id, "model": model, "day": day_of(now), "requests": 1,
                                            "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens})
             if audit_id is not None:
-                conn.execute(_AUDIT_TOKENS, {"audit_id": audit_id, "prompt": prompt_tokens, "completion": completion_tokens})
+                conn.execute(_AUDIT_TOKENS,
+                             {"audit_id": audit_id, "prompt": prompt_tokens, "completion": completion_tokens})
 
     def write_batch(self, batch: Batch) -> None:
         """A ledger batch in one transaction: audit rows, request counts, usage, audit token counts.
