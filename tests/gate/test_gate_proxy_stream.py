@@ -1,8 +1,9 @@
-"""The proxy frames the model server's event stream itself (it parses only events that carry usage): events
-split across reads at any byte, with CRLF line ends, must still reach the client whole and be counted.
+"""The proxy's own handling of the model server's answer, the gate in-process with its real proxy.
 
-The upstream is a raw socket server that writes a fixed chunked SSE answer 7 bytes at a time (no model
-server library splits its writes like that on purpose); the gate runs in-process with its real proxy."""
+It frames the event stream itself (it parses only events that carry usage): events split across reads at
+any byte, with CRLF line ends, must still reach the client whole and be counted. The upstream is a raw socket
+server writing a fixed chunked SSE answer 7 bytes at a time (no model server library splits its writes like
+that on purpose). And a model server that cannot be reached is a 502 with a reason, not a 500."""
 
 from __future__ import annotations
 
@@ -69,3 +70,14 @@ def test_events_split_anywhere_with_crlf_arrive_whole_and_are_counted(tmp_path: 
         [{"choices": c["choices"]} for c in CONTENT] + ["[DONE]"]
     [usage] = repo.usage(row.prefix)
     assert (usage["requests"], usage["prompt_tokens"], usage["completion_tokens"]) == (1, 4, 2)
+
+
+def test_an_unreachable_model_server_is_a_502_with_a_reason(tmp_path: Path) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as sock:
+        port = sock.getsockname()[1]  # closed again below: nothing listens there
+    config, repo = open_repo(write_config(tmp_path, f"sqlite:///{tmp_path / 'gate.db'}",
+                                          upstream=f"http://127.0.0.1:{port}"))
+    key, _ = approved_key(config, repo)
+    with TestClient(create_app(config)) as client:
+        r = client.post("/openai/v1/chat/completions", json={"model": MODEL, "messages": []}, headers=auth(key))
+    assert r.status_code == 502 and "unreachable" in r.json()["error"]["message"]

@@ -53,7 +53,8 @@ class Proxy:
     async def connected(self) -> AsyncIterator[None]:
         """One pooled keep-alive session to the model server for the app's lifetime."""
         connector = aiohttp.TCPConnector(limit=200, keepalive_timeout=60)
-        timeout = aiohttp.ClientTimeout(total=600, connect=10)
+        # no limit on a whole answer (a long stream is fine), only on silence between reads
+        timeout = aiohttp.ClientTimeout(total=None, connect=10, sock_read=600)
         async with aiohttp.ClientSession(connector=connector, timeout=timeout, trust_env=False) as session:
             self.session = session
             try:
@@ -95,18 +96,17 @@ class Proxy:
         try:
             upstream = await self.session.request(request.method, url, headers=headers, data=body,
                                                   allow_redirects=False)
+            streaming = streamed and upstream.content_type == "text/event-stream"
+            content = b"" if streaming else await upstream.read()
         except (aiohttp.ClientError, asyncio.TimeoutError) as e:
-            log.warning("upstream unreachable: %s", type(e).__name__)
-            return deny_response(Deny(502, "the model server is unreachable"))
+            log.warning("upstream unreachable or broke off: %s", type(e).__name__)
+            return deny_response(Deny(502, "the model server is unreachable or broke off its answer"))
         out_headers = {k: v for k, v in upstream.headers.items() if k.lower() not in _DROP_RESPONSE}
         meter = _Meter(self.gate, decision, audit)
-        if streamed and upstream.content_type == "text/event-stream":
+        if streaming:
             return StreamingResponse(_relay_events(upstream, meter, wants_usage), status_code=upstream.status,
                                      headers=out_headers)
-        try:
-            content = await upstream.read()
-        finally:
-            upstream.release()
+        upstream.release()
         reply = parse_json(content) if upstream.status < 400 else None
         usage = reply.get("usage") if isinstance(reply, dict) else None
         return Response(content, status_code=upstream.status, headers=out_headers,  # counted once it is sent
