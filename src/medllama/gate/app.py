@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 from collections.abc import Sequence
 from contextlib import asynccontextmanager, nullcontext, suppress
 
@@ -62,10 +61,6 @@ def create_app(config: GateConfig | None = None, routers: Sequence[APIRouter] = 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         async with forward.connected() if forward else nullcontext():
-            # what startup built (FastAPI, SQLAlchemy, templates) lives as long as the app: out of the collector's
-            # generations, full collections stop walking it on every few thousand requests' allocations
-            gc.collect()
-            gc.freeze()
             flusher = asyncio.create_task(flush_ledger())
             try:
                 yield
