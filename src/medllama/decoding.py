@@ -44,6 +44,13 @@ def pick(logits: torch.Tensor, samplings: list[Sampling], steps: list[int]) -> l
     return tokens
 
 
+def held_back(text: str, stops: list[str]) -> int:
+    """How many trailing characters could be the start of a stop string (or of a multi-byte character)."""
+    if text.endswith("\ufffd"):
+        return len(text) - len(text.rstrip("\ufffd"))
+    return max((k for s in stops for k in range(1, len(s)) if text.endswith(s[:k])), default=0)
+
+
 class DecodeBatch:
     """The rows decoding now; `join`, `step` and `keep` are called from one thread."""
 

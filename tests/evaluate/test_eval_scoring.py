@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections import Counter
 
 import pytest
 import torch
@@ -67,12 +68,37 @@ def test_fit_keeps_head_and_tail():
     assert fit(ids, 200) == ids
 
 
-def test_generate_matches_unbatched_greedy(lm):
-    prompts = [encode_prompt(lm, "### Response:\n"), encode_prompt(lm, "Question: is it yes or no?\nAnswer:")]
-    batched = generate(lm, prompts, max_new_tokens=5, batch_size=2)
-    one_by_one = [generate(lm, [p], max_new_tokens=5, batch_size=1)[0] for p in prompts]
-    assert batched == one_by_one
-    assert all(isinstance(o, str) for o in batched)
+def hf_generate_until(lm, prompt: list[int], max_new: int, until: list[str]) -> str:
+    """lm-eval's generate_until for one prompt: HF greedy generate alone, decoded, cut by lm-eval's own function."""
+    from lm_eval.models.utils import postprocess_generated_text
+
+    eos = lm.tokenizer.eos_token_id
+    with torch.inference_mode():
+        out = lm.model.generate(torch.tensor([prompt]), max_new_tokens=max_new, do_sample=False, pad_token_id=lm.pad_id,
+                                eos_token_id=eos)
+    text = lm.tokenizer.decode(out[0, len(prompt):], skip_special_tokens=True)
+    return postprocess_generated_text(text, until + [lm.tokenizer.decode([eos])], None)
+
+
+def test_generate_joins_and_leaves_as_lm_eval_generate_until_alone(lm, monkeypatch):
+    """Rows start from the shared template prefix, leave at a stop sequence and make room for the next prompt;
+    every answer equals lm-eval's cut of HF generate on the prompt alone."""
+    from medllama.decoding import DecodeBatch
+
+    pytest.importorskip("lm_eval")
+    head = "### Instruction:\nAnswer with yes, no, or maybe.\n\n### Input:\n"
+    inputs = ["Is it yes?", "Question: which option, A B C D?", "no", "maybe the study", "A", "yes or no", "C D"]
+    prompts = [encode_prompt(lm, f"{head}{x}\n\n### Response:\n") for x in inputs]
+    raw = [hf_generate_until(lm, p, 12, []) for p in prompts]
+    # a stop that some generations contain after their first character: two letters or digits, the commonest
+    pairs = Counter(p for t in raw for p in {t[k:k + 2] for k in range(1, len(t) - 1)} if p.isascii() and p.isalnum())
+    stop = max(sorted(pairs), key=pairs.get)
+    want = [hf_generate_until(lm, p, 12, [stop]) for p in prompts]
+    assert any(w != r for w, r in zip(want, raw)) and any(w == r for w, r in zip(want, raw))  # some cut, some not
+    widths, step = [], DecodeBatch.step
+    monkeypatch.setattr(DecodeBatch, "step", lambda self, tokens: widths.append(len(tokens)) or step(self, tokens))
+    assert generate(lm, prompts, max_new_tokens=12, batch_size=3, stop=(stop,)) == want
+    assert max(widths) == 3 and sum(widths) < len(prompts) * 11  # rows left before their 12th token
 
 
 @pytest.mark.parametrize("batch_size", [1, 3])

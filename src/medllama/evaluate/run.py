@@ -84,7 +84,7 @@ def run_examples(lm: LoadedModel, task: Task, examples: list[Example], mode: str
         return samples, truncated, {"share_prompt": share_prompt, "choices": choices, "score": "sum log-prob"}
     max_new = min(task.max_new_tokens, lm.max_len // 2)  # leave the prompt at least half the context
     samples, truncated = _by_generation(lm, task, examples, prompts, batch_size, max_new)
-    return samples, truncated, {"strategy": "greedy", "max_new_tokens": max_new}
+    return samples, truncated, {"strategy": "greedy", "max_new_tokens": max_new, "stop": list(task.stop)}
 
 
 def _by_loglikelihood(lm, task: Task, examples: list[Example], prompts: list[str], batch_size: int,
@@ -110,7 +110,7 @@ def _by_generation(lm, task: Task, examples: list[Example], prompts: list[str], 
                    max_new_tokens: int) -> tuple[list[Sample], int]:
     ids = [encode_prompt(lm, p) for p in prompts]
     fitted = [fit(i, lm.max_len - max_new_tokens) for i in ids]
-    outputs = generate(lm, fitted, max_new_tokens, batch_size=batch_size)
+    outputs = generate(lm, fitted, max_new_tokens, batch_size=batch_size, stop=task.stop)
     samples = []
     for ex, prompt, out in zip(examples, prompts, outputs):
         pred = task.read(out, ex)

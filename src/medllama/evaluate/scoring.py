@@ -7,6 +7,9 @@ letters and yes/no/maybe) then need no second pass at all. The tokens all prompt
 and instruction) run once for the whole list; the prompt pass computes logits only where an option
 starts and runs without a padding mask (right padding; see `_loglik_shared`). Both paths are checked against a plain
 one-sequence-at-a-time computation in the tests.
+
+Generation decodes over a `DecodeBatch` (medllama.decoding): the shared prefix is prefilled once, and a
+finished question leaves the batch at once, the next one joining in its place.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from medllama.decoding import repeat_rows
+from medllama.decoding import DecodeBatch, held_back, repeat_rows
 
 
 @dataclass
@@ -84,14 +87,14 @@ def _batches(order: list[int], size: int, desc: str):
         yield order[start:start + size]
 
 
-def _pad(rows: list[list[int]], pad_id: int, left: bool, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+def _pad(rows: list[list[int]], pad_id: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-padded ids and their mask (1 = a real token)."""
     width = max(len(r) for r in rows)
     ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(rows), width), dtype=torch.long)
     for i, r in enumerate(rows):
-        span = slice(width - len(r), width) if left else slice(0, len(r))
-        ids[i, span] = torch.tensor(r, dtype=torch.long)
-        mask[i, span] = 1
+        ids[i, :len(r)] = torch.tensor(r, dtype=torch.long)
+        mask[i, :len(r)] = 1
     return ids.to(device), mask.to(device)
 
 
@@ -112,7 +115,7 @@ def _loglik_unshared(lm: LoadedModel, requests, batch_size: int) -> list[list[fl
     order = sorted(range(len(pairs)), key=lambda k: -(len(pairs[k][2]) + len(pairs[k][3])))
     for batch in _batches(order, batch_size, "loglikelihood"):
         rows = [pairs[k][2] + pairs[k][3] for k in batch]
-        ids, mask = _pad(rows, lm.pad_id, left=False, device=lm.device)
+        ids, mask = _pad(rows, lm.pad_id, device=lm.device)
         logits = lm.model(input_ids=ids, attention_mask=mask).logits
         for row, k in enumerate(batch):
             i, j, p, c = pairs[k]
@@ -156,7 +159,7 @@ def _loglik_shared(lm: LoadedModel, requests, batch_size: int) -> list[list[floa
         # Right padding and no attention mask: a causal model never looks ahead, so the pads after a prompt
         # cannot change it, and attention keeps its mask-free fast path. Only the logits at each prompt's last
         # position are computed (the distinct ones, shared by the batch), not the whole vocabulary everywhere.
-        ids, own_mask = _pad(prompts, lm.pad_id, left=False, device=lm.device)
+        ids, own_mask = _pad(prompts, lm.pad_id, device=lm.device)
         mask = torch.cat([torch.ones((len(batch), shared), dtype=own_mask.dtype, device=lm.device), own_mask], 1)
         pairs = [(row, i, j, c) for row, i in enumerate(batch) for j, c in enumerate(requests[i][1])]
         rest = [pair for pair in pairs if len(pair[3]) > 1]
@@ -181,7 +184,7 @@ def _continue_options(lm: LoadedModel, cache, prompt_mask: torch.Tensor, lengths
     selected = DynamicCache(config=lm.model.config)
     for layer_idx, layer in enumerate(cache.layers):
         selected.update(layer.keys[rows], layer.values[rows], layer_idx)
-    feed, feed_mask = _pad([c[:-1] for *_, c in pairs], lm.pad_id, left=False, device=lm.device)
+    feed, feed_mask = _pad([c[:-1] for *_, c in pairs], lm.pad_id, device=lm.device)
     positions = lengths[rows, None] + torch.arange(feed.shape[1], device=lm.device)
     logits = lm.model(input_ids=feed, attention_mask=torch.cat([prompt_mask[rows], feed_mask], dim=1),
                       position_ids=positions, cache=selected, use_cache=True).logits
@@ -190,16 +193,56 @@ def _continue_options(lm: LoadedModel, cache, prompt_mask: torch.Tensor, lengths
         scores[i][j] += logp.gather(1, torch.tensor(c[1:], device=lm.device)[:, None]).sum().item()
 
 
-def generate(lm: LoadedModel, prompts: list[list[int]], max_new_tokens: int, batch_size: int = 8) -> list[str]:
-    """Greedy continuations of token-id prompts (left-padded batches), decoded without special tokens."""
+def generate(lm: LoadedModel, prompts: list[list[int]], max_new_tokens: int, batch_size: int = 8,
+             stop: tuple[str, ...] = ()) -> list[str]:
+    """Greedy continuations of token-id prompts, decoded without special tokens and cut as lm-eval's
+    `generate_until` cuts them. Up to `batch_size` rows decode together: the prefix all prompts share is
+    prefilled once, and a row leaves as soon as its text is final (EOS, a stop sequence, `max_new_tokens`),
+    the next prompt joining in its place, instead of every batch running until its longest row is done."""
+    eos = lm.tokenizer.eos_token_id
+    # lm-eval's `until` always holds the EOS token's text too; the cut is before each stop in turn
+    stops = [s for s in (*stop, lm.tokenizer.decode([eos], skip_special_tokens=False) if eos is not None else "")
+             if s]
     outputs = [""] * len(prompts)
-    order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
-    with torch.inference_mode():
-        for batch in _batches(order, batch_size, "generate"):
-            ids, mask = _pad([prompts[i] for i in batch], lm.pad_id, left=True, device=lm.device)
-            out = lm.model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens,
-                                    do_sample=False, num_beams=1, pad_token_id=lm.pad_id,
-                                    eos_token_id=lm.tokenizer.eos_token_id)
-            for row, i in enumerate(batch):
-                outputs[i] = lm.tokenizer.decode(out[row, ids.shape[1]:], skip_special_tokens=True)
+    if not prompts:
+        return outputs
+    shared = common_prefix(prompts)
+    prefix_cache = _prefix_cache(lm, prompts[0][:shared])
+    shared = shared if prefix_cache is not None else 0
+    # longest first: the first rows show at once whether memory suffices, and the joiners' padding stays small
+    waiting = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
+    batch, rows, tokens = DecodeBatch(lm.model, lm.pad_id), [], {}
+    with torch.inference_mode(), tqdm(total=len(prompts), desc="generate", unit="question", leave=False,
+                                      disable=None) as bar:
+        while rows or waiting:
+            room = batch_size - len(rows)
+            if waiting and room:  # newcomers are prefilled in one pass; the running rows wait for it
+                joining, waiting = waiting[:room], waiting[room:]
+                updated, logits = joining, batch.join([prompts[i] for i in joining], prefix_cache, shared)
+                rows += joining
+            else:
+                updated, logits = rows, batch.step([tokens[i][-1] for i in rows])
+            for i, token in zip(updated, logits.argmax(-1).tolist()):
+                tokens.setdefault(i, []).append(token)
+            keep = []
+            for k, i in enumerate(rows):
+                text = _final_text(lm, tokens[i], eos, stops, max_new_tokens)
+                if text is None:
+                    keep.append(k)
+                else:
+                    outputs[i] = text
+                    bar.update()
+            batch.keep(keep)
+            rows = [rows[k] for k in keep]
     return outputs
+
+
+def _final_text(lm: LoadedModel, ids: list[int], eos: int | None, stops: list[str], max_new_tokens: int) -> str | None:
+    """A row's answer once no further token can change it, else None. lm-eval splits the whole generation at
+    each stop in turn; a stop found here ends the row once no stop could still begin before the text's end."""
+    text = lm.tokenizer.decode(ids, skip_special_tokens=True)
+    cut = text
+    for s in stops:
+        cut = cut.split(s)[0]
+    ended = ids[-1] == eos or len(ids) >= max_new_tokens
+    return cut if ended or (len(cut) < len(text) and not held_back(text, stops)) else None

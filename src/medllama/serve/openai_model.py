@@ -35,6 +35,7 @@ from kserve.protocol.rest.openai.types import (
 )
 
 from medllama.data.tokenizer import bos_prefix, encode_batch
+from medllama.decoding import held_back
 from medllama.serve.engine import Engine, Sampling
 from medllama.serve.metering import GATE_KEY_HEADER, UsageReporter
 from medllama.serve.resolve import ServedModel
@@ -206,7 +207,7 @@ class MedllamaModel(OpenAIGenerativeModel):
                 if cut >= 0:
                     yield Piece(text[len(sent):cut], "stop", len(tokens))
                     return
-                safe = len(text) - _held_back(text, stops)
+                safe = len(text) - held_back(text, stops)
                 if safe > len(sent):
                     yield Piece(text[len(sent):safe], None, len(tokens))
                     sent = text[:safe]
@@ -265,13 +266,6 @@ def _reject_unsupported(request, fields: tuple[str, ...]) -> None:
 def _stops(stop) -> list[str]:
     stops = [stop] if isinstance(stop, str) else list(stop or [])
     return [s for s in stops if s]
-
-
-def _held_back(text: str, stops: list[str]) -> int:
-    """How many trailing characters could be the start of a stop string (or of a multi-byte character)."""
-    if text.endswith("\ufffd"):
-        return len(text) - len(text.rstrip("\ufffd"))
-    return max((k for s in stops for k in range(1, len(s)) if text.endswith(s[:k])), default=0)
 
 
 def _as_set(ids) -> set[int]:

@@ -56,6 +56,9 @@ class Task:
     parse: Callable[[str], str | None]
     metrics: Callable[[list[str], list[str | None], tuple[str, ...]], dict[str, float]] = classification_metrics
     max_new_tokens: int = 8
+    # generate mode: the answer ends before these (lm-eval's `until`); "###" begins the template's next
+    # section, which a model that goes on past its answer writes next (a base model does)
+    stop: tuple[str, ...] = ("###",)
     access: str = ""  # for credentialed data: where it is obtained (never bundled)
     source: str = ""  # for public data: where the release is downloaded
     split: str = ""  # which split is scored and how many examples the full split has
