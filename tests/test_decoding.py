@@ -65,3 +65,15 @@ def test_rows_starting_from_a_shared_prefix_cache_decode_as_the_whole_prompt_alo
         for out, token in zip(outs, pick(batch.step([o[-1] for o in outs]), [GREEDY] * 4, [0] * 4)):
             out.append(token)
     assert outs == [alone(model, p, 6) for p in prompts]
+
+
+@torch.inference_mode()
+def test_steps_write_in_place_and_decode_as_alone_past_the_spare_columns(model):
+    prompt = list(range(5, 17))
+    batch = DecodeBatch(model)
+    out, buffers = [pick(batch.join([prompt]), [GREEDY], [0])[0]], set()
+    for _ in range(79):
+        out.append(pick(batch.step([out[-1]]), [GREEDY], [0])[0])
+        buffers.add(batch.cache.layers[0].keys.data_ptr())
+    assert len(buffers) == 2  # steps wrote into the first buffer until its spare columns ran out, then one more
+    assert out == alone(model, prompt, 80)

@@ -1,7 +1,8 @@
 """Sequences that decode together: one forward pass per step for the whole batch, rows joining and leaving
 between steps.
 
-The batch keeps every layer's keys/values in one `DynamicCache`, columns aligned on the right: a row that
+The batch keeps every layer's keys/values in one `DynamicCache` (with spare columns, so that a step writes
+in place rather than copying the cache), columns aligned on the right: a row that
 joins is prefilled on its own (its prompt once), then left-padded (masked, zero keys/values) to the
 batch's length and appended; a row that leaves is dropped, and columns no remaining row uses are cut.
 Each row carries its own positions, so padding never shifts a row's rotary positions and a row's tokens
@@ -12,6 +13,7 @@ between steps) and by evaluation's generation (finished questions make room for 
 
 from __future__ import annotations
 
+import functools
 import random
 from dataclasses import dataclass
 
@@ -73,7 +75,7 @@ class DecodeBatch:
         ids = torch.tensor([[self.pad_id] * (width - len(p)) + p for p in rest], device=self.device)
         own = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in rest], device=self.device)
         mask = torch.cat([torch.ones((len(rest), prefix_len), dtype=torch.long, device=self.device), own], 1)
-        cache = repeat_rows(self.model, prefix_cache, len(rest)) if prefix_cache is not None else None
+        cache = repeat_rows(self.model, prefix_cache, len(rest)) if prefix_cache is not None else new_cache(self.model)
         positions = (prefix_len + own.cumsum(1) - 1).clamp(min=0)
         out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, cache=cache, use_cache=True,
                          logits_to_keep=1)
@@ -126,11 +128,52 @@ def _left_pad(t: torch.Tensor, width: int) -> torch.Tensor:
     return torch.cat([t.new_zeros(pad), t], 1 if t.dim() == 2 else 2)
 
 
-def repeat_rows(model: torch.nn.Module, prefix_cache, rows: int):
-    """A fresh cache holding the prefix once per row (the rows then append their own tokens)."""
+def new_cache(model: torch.nn.Module):
+    """An empty cache for the model whose full-attention layers keep spare columns (`_spare_columns_layer`)."""
     from transformers import DynamicCache
+    from transformers.cache_utils import DynamicLayer
 
     cache = DynamicCache(config=model.config)
+    spare = _spare_columns_layer()
+    cache.layers = [spare() if type(layer) is DynamicLayer else layer for layer in cache.layers]
+    return cache
+
+
+@functools.cache
+def _spare_columns_layer() -> type:
+    from transformers.cache_utils import DynamicLayer
+
+    class SpareColumnsLayer(DynamicLayer):
+        """Keys/values [rows, heads, columns, dim] written into a buffer with spare columns on the right, so that a
+        decode step writes its column in place: DynamicLayer concatenates, copying every row's whole past at each
+        step (half a decode step's time on CPU). A buffer is made anew when the batch replaces its keys (rows
+        joining or leaving) or its spare columns run out."""
+
+        SPARE = 64
+        buffers = None  # (keys buffer, values buffer, the keys view last handed out)
+
+        def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
+            if not self.is_initialized:
+                self.lazy_initialization(key_states, value_states)
+            used, new = (self.keys.shape[-2] if self.keys.dim() == 4 else 0), key_states.shape[-2]
+            if self.buffers is None or self.keys is not self.buffers[2] or self.buffers[0].shape[-2] < used + new:
+                shape = (*key_states.shape[:2], used + new + self.SPARE, key_states.shape[-1])
+                keys, values = key_states.new_empty(shape), value_states.new_empty(shape)
+                if used:
+                    keys[:, :, :used], values[:, :, :used] = self.keys, self.values
+                self.buffers = (keys, values, None)
+            keys, values, _ = self.buffers
+            keys[:, :, used:used + new], values[:, :, used:used + new] = key_states, value_states
+            self.keys, self.values = keys[:, :, :used + new], values[:, :, :used + new]
+            self.buffers = (keys, values, self.keys)
+            return self.keys, self.values
+
+    return SpareColumnsLayer
+
+
+def repeat_rows(model: torch.nn.Module, prefix_cache, rows: int):
+    """A fresh cache holding the prefix once per row (the rows then append their own tokens)."""
+    cache = new_cache(model)
     for layer_idx, layer in enumerate(prefix_cache.layers):
         cache.update(layer.keys.expand(rows, -1, -1, -1).contiguous(),
                      layer.values.expand(rows, -1, -1, -1).contiguous(), layer_idx)
