@@ -1,8 +1,9 @@
 """The authorization matrix through all three doors, on real processes: `medllama gate serve` (proxy and
 ext_authz check), Debian's nginx with `auth_request`, and a model server behind them.
 
-The model server is a stand-in (standin_model_server.py): the real `medllama serve` had not landed
-when these tests were written. No Envoy binary exists here, so the ext_authz door is called the way
+The model server is a stand-in (standin_model_server.py) whose fixed answers give exact token counts and
+which reports the headers that reached it; tests/serve/test_gate_in_front.py runs the matrix through the
+proxy and nginx in front of the real `medllama serve`. No Envoy binary exists here, so the ext_authz door is called the way
 Envoy's HTTP ext_authz filter calls it (original method, path under the prefix, headers and body).
 """
 

@@ -63,9 +63,9 @@ class Server:
 
 
 @contextlib.contextmanager
-def medllama_serve(model: str, *args: str, env: dict[str, str] | None = None) -> Iterator[Server]:
-    """`medllama serve --model MODEL` as a process on a free port, until V2 health says ready."""
-    port = free_port()
+def medllama_serve(model: str, *args: str, env: dict[str, str] | None = None, port: int | None = None) -> Iterator[Server]:
+    """`medllama serve --model MODEL` as a process on `port` (default a free one), until V2 health says ready."""
+    port = port or free_port()
     cmd = [venv_bin("medllama") or "medllama", "serve", "--model", model, "--port", str(port), *args]
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src"), **(env or {})}
     url = f"http://127.0.0.1:{port}"

@@ -1,7 +1,9 @@
-"""Token quotas at the doors where the gate never sees the answer: Debian's nginx with `auth_request` in
-front of the real `medllama serve`, which reports each answer's usage to the real gate with the meter
-token. Streamed and non-streamed answers count, as does one the client left early; the quota then
-refuses the key at the nginx door; the meter token opens nothing but the usage report."""
+"""The gate in front of the real `medllama serve`: the authorization matrix through the proxy door and
+through Debian's nginx with `auth_request`; and token quotas at the door where the gate never sees the
+answer (nginx), from the usage `medllama serve --usage-url` reports with the meter token. Streamed and
+non-streamed answers count, as does one the client left early; the quota then refuses the key at the
+nginx door; the meter token opens nothing but the usage report. (tests/gate/test_gate_doors.py runs the
+same matrix, plus ext_authz, in front of a stand-in whose exact answers and seen headers it reads.)"""
 
 from __future__ import annotations
 
@@ -14,8 +16,11 @@ import httpx
 import openai
 import pytest
 
-from gate.gate_helpers import ADMIN_TOKEN, MODEL, approved_key, auth, gate_server, nginx_server, open_repo, write_config
+from gate.gate_helpers import (ADMIN_TOKEN, MODEL, OTHER_MODEL, approved_key, auth, authorization_matrix, gate_server, nginx_server,
+                               open_repo, write_config)
 from medllama.gate.nginx import Route
+
+from servers import free_port
 
 from .conftest import medllama_serve
 
@@ -27,15 +32,17 @@ METER_TOKEN = "meter-" + secrets.token_urlsafe(16)
 def stack(tmp_path_factory: pytest.TempPathFactory, tiny_served_dir: Path):
     if not Path(NGINX).exists():
         pytest.fail("nginx is not installed: run .ci/install-services")
-    root = tmp_path_factory.mktemp("usage-reports")
-    config_path = write_config(root, f"sqlite:///{root / 'gate.db'}")
+    root = tmp_path_factory.mktemp("gate-in-front")
+    model_port = free_port()  # the gate proxies to the model server, which reports usage to the gate
+    config_path = write_config(root, f"sqlite:///{root / 'gate.db'}", upstream=f"http://127.0.0.1:{model_port}")
     with pytest.MonkeyPatch.context() as env:
         env.setenv("MEDLLAMA_GATE_METER_TOKEN", METER_TOKEN)
-        with gate_server(config_path, root / "gate.log") as gate:
+        with gate_server(config_path, root / "gate.log", upstream=f"http://127.0.0.1:{model_port}") as gate:
             usage_url = gate.url + "/admin/api/usage"
             with medllama_serve(str(tiny_served_dir), "--name", MODEL, "--usage-url", usage_url,
-                                env={"MEDLLAMA_USAGE_TOKEN": METER_TOKEN}) as model:
-                with nginx_server(NGINX, root / "nginx", gate.url, [Route("/", MODEL, model.url)]) as nginx_url:
+                                env={"MEDLLAMA_USAGE_TOKEN": METER_TOKEN}, port=model_port) as model:
+                routes = [Route("/", MODEL, model.url), Route("/other/", OTHER_MODEL, model.url)]  # nginx: a route per model
+                with nginx_server(NGINX, root / "nginx", gate.url, routes) as nginx_url:
                     config, repo = open_repo(config_path)
                     yield {"gate": gate.url, "nginx": nginx_url, "config": config, "repo": repo}
 
@@ -52,6 +59,22 @@ def billed(stack: dict, prefix: str) -> tuple[int, int]:
             break
         time.sleep(0.1)
     return used(stack, prefix)
+
+
+@pytest.mark.parametrize("door", ["proxy", "nginx"])
+def test_authorization_matrix_in_front_of_the_real_server(stack: dict, door: str) -> None:
+    got, want = {}, {}
+    for case in authorization_matrix(stack["config"], stack["repo"]):
+        base = stack["gate"] if door == "proxy" else stack["nginx"] + ("/other" if case.model == OTHER_MODEL else "")
+        body = {"model": case.model, "prompt": "Anemia is", "max_tokens": 2}
+        call = lambda: httpx.post(base + "/openai/v1/completions", json=body, headers=auth(case.key))  # noqa: E731
+        if case.allowed_first:
+            assert call().status_code == 200, case.name
+        r = call()
+        got[case.name] = ((200, r.json()["usage"]["completion_tokens"]) if r.status_code == 200
+                          else (r.status_code, case.reason in r.json()["error"]["message"]))
+        want[case.name] = (200, 2) if case.status == 200 else (case.status, True)
+    assert got == want
 
 
 def test_answers_behind_nginx_are_metered_and_the_token_quota_refuses_at_the_door(stack: dict) -> None:
