@@ -9,7 +9,8 @@ release formats, then scores them with both evaluators:
 - medqa-gen, pubmedqa-gen: the mode the paper recipes use (zero-shot generation, greedy, the task's
   max_new_tokens and stop sequences), medllama `run_examples(mode="generate")` against lm-eval's
   `generate_until` (`until` = the task's stop sequences, to which lm-eval adds EOS; `max_gen_toks` the same)
-  on the same prompts; the raw outputs, cut at the stops, must be identical.
+  on the same prompts; the raw outputs, cut at the stops, must be identical. An untimed run counts the rows
+  fed to decode steps beside the count had no question ended early (`decode_rows`).
 - medqa-text (option-text log-likelihood, the figure kept from before, labelled as such): 4 options of
   several tokens each, scored by their text (medllama: `option_text`; lm-eval: `doc_to_choice` = the option
   texts). medllama runs each prompt once and reuses its KV cache for the options; lm-eval runs prompt +
@@ -174,6 +175,26 @@ def run_ours(lm, task, examples, batch_size: int, mode: str = "loglikelihood") -
     return {"predictions": answers, "eval_s": total, **timer, "prompts": [s.prompt for s in samples]}
 
 
+def decode_rows(lm, task, examples, batch_size: int) -> dict:
+    """Rows fed to decode steps in one generate-mode run (untimed), beside the count had every question run all
+    its max_new_tokens: what rows leaving early (EOS, a stop sequence) saved on this model and data."""
+    from medllama.decoding import DecodeBatch
+    from medllama.evaluate import run_examples
+
+    fed, step = [0], DecodeBatch.step
+
+    def counted(self, tokens):
+        fed[0] += len(tokens)
+        return step(self, tokens)
+
+    DecodeBatch.step = counted
+    try:
+        _, _, decoding = run_examples(lm, task, examples, "generate", batch_size)
+    finally:
+        DecodeBatch.step = step
+    return {"fed": fed[0], "if_none_ended_early": len(examples) * (decoding["max_new_tokens"] - 1)}
+
+
 def lm_eval_gen_task(root: Path, name: str, examples, prompts: list[str], max_new_tokens: int,
                      until: tuple[str, ...]) -> str:
     """A JSONL of the rendered prompts and a generate_until task YAML over it (greedy, the task's stops)."""
@@ -317,6 +338,8 @@ def main(argv: list[str] | None = None) -> dict:
                 runs["medllama"].append(ours if not runs["medllama"] else run_ours(lm, task, exs, args.batch_size, mode))
                 runs["lm_eval"].append(run_lm_eval(hflm, manager, task_name, args.batch_size, mode=mode))
             results["cases"][name] = {"mode": mode, **summarize(runs, exs, mode)}
+            if mode == "generate":
+                results["cases"][name]["decode_rows"] = decode_rows(lm, task, exs, args.batch_size)
             agree = results["cases"][name]["agreement"]
             if agree != f"{len(exs)}/{len(exs)}":
                 raise SystemExit(f"{name}: predictions differ ({agree} agree)")
