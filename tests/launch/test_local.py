@@ -23,9 +23,8 @@ def test_nonzero_exit_raises_with_the_tail_and_the_error_lines():
     assert "line 0" in out.getvalue()  # everything was streamed
 
 
-@pytest.mark.slow
-def test_missing_tokenizer_fails_clearly(tmp_path):
-    with pytest.raises(TrainingFailed, match="no such file or directory"):
+def test_missing_prepared_data_fails_before_launching(tmp_path):
+    with pytest.raises(FileNotFoundError, match="prepared data .*nodata not found"):
         run_stage("tiny", "cpt", tmp_path / "nodata", tmp_path / "notok", None, tmp_path / "out",
                   overrides={"cpt.nproc_per_node": 1})
 

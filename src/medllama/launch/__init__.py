@@ -52,6 +52,8 @@ def run_stage(recipe_path: str, stage: str, data_dir: str | Path, tokenizer_dir:
 
         if dry_run:
             print(shlex.join(local_command(argv, spec.nproc_per_node)))
+        elif not storage.is_s3(str(data_dir)) and not Path(data_dir).is_dir():  # in seconds, not after torchrun's start
+            raise FileNotFoundError(f"{what}: prepared data {data_dir} not found (run `medllama prepare` first)")
         else:
             run_local(argv, spec.nproc_per_node, what)
     elif launcher == "kubernetes":
