@@ -7,6 +7,7 @@ exit 2; set MEDLLAMA_DEBUG=1 for the traceback.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import os
@@ -166,7 +167,17 @@ def cmd_pipeline(args: argparse.Namespace) -> None:
     if args.verb == "compile":
         print(me_llama.compile_pipeline(Path(args.output) if args.output else me_llama.COMPILED, args.cluster))
         return
-    outcome = me_llama.run_local(args.recipe, parse_overrides(args.set), args.work_dir, args.tracking_uri or "")
+    run = functools.partial(me_llama.run_local, args.recipe, parse_overrides(args.set), args.work_dir,
+                            args.tracking_uri or "")
+    if args.verbose:  # every task's executor input, logs and outputs, as kfp.local prints them
+        outcome = run()
+    else:
+        from medllama.runlog import quiet_run
+
+        log = (args.work_dir or Path.cwd() / ".medllama" / "runs").resolve() / "pipeline.log"
+        with quiet_run(log, f"pipeline {args.recipe}"):
+            outcome = run()
+        print(f"Every task's log: {log}")
     print_registration(outcome)
     if not outcome.get("version"):
         raise SystemExit(1)
