@@ -13,6 +13,7 @@ generates exactly 64 tokens:
 TTFT = request sent → first text chunk; ITL = mean gap between text chunks of a request. The model is a
 random-init ~33M Llama (hidden 512, 8 layers, 8 heads, intermediate 1376, vocab 8000) with a word-level
 tokenizer whose every id decodes to a word, saved in a temporary folder; nothing is downloaded.
+On a GPU the server and the offline baselines all load it in bf16 on the GPU, as `medllama serve` does.
 """
 
 from __future__ import annotations
@@ -103,28 +104,36 @@ async def _run_clients(url: str, all_prompts: list[list[int]], rows: list[dict],
     await asyncio.gather(*(_client(url, work, rows) for work in share))
 
 
-def run_static(model_dir: Path, all_prompts: list[list[int]], batch: int) -> dict:
+def load_like_the_server(model_dir: Path):
+    """The model as `medllama serve` loads it: bf16 on a GPU, fp32 on CPU."""
     import torch
     from transformers import AutoModelForCausalLM
 
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    dtype = torch.bfloat16 if device == "cuda" else torch.float32
+    return AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype).to(device).eval()
+
+
+def run_static(model_dir: Path, all_prompts: list[list[int]], batch: int) -> dict:
+    import torch
+
+    model = load_like_the_server(model_dir)
     kw = dict(do_sample=False, max_new_tokens=NEW_TOKENS, min_new_tokens=NEW_TOKENS, eos_token_id=None, pad_token_id=0)
     with torch.inference_mode():
-        model.generate(torch.tensor(all_prompts[:batch]), **kw)  # warm-up
+        model.generate(torch.tensor(all_prompts[:batch], device=model.device), **kw)  # warm-up
         t0, tokens = time.perf_counter(), 0
         for i in range(0, len(all_prompts), batch):
-            out = model.generate(torch.tensor(all_prompts[i:i + batch]), **kw)
+            out = model.generate(torch.tensor(all_prompts[i:i + batch], device=model.device), **kw)
             tokens += out[:, PROMPT_LEN:].numel()
     seconds = time.perf_counter() - t0
     return {"tokens": tokens, "seconds": seconds, "tokens_per_s": tokens / seconds}
 
 
 def run_generate_batch(model_dir: Path, all_prompts: list[list[int]]) -> dict:
-    import torch
-    from transformers import AutoModelForCausalLM, GenerationConfig
+    from transformers import GenerationConfig
     from transformers.generation.configuration_utils import ContinuousBatchingConfig
 
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+    model = load_like_the_server(model_dir)
     generation = GenerationConfig(do_sample=False, max_new_tokens=NEW_TOKENS, eos_token_id=-1)
     pages = -(-model.config.max_position_embeddings // 32)  # 32-token pages, a full context for each of 16
     config = ContinuousBatchingConfig(page_size=32, num_blocks=pages * 16, max_batch_tokens=512,
