@@ -90,3 +90,28 @@ def test_pick_is_argmax_when_greedy_and_a_seeded_draw_from_the_top_p_head_otherw
     draws = [pick(logits[2:], [seeded], [step])[0] for step in range(50)]
     assert draws == [pick(logits[2:], [seeded], [step])[0] for step in range(50)]  # (seed, step) fixes the draw
     assert set(draws) == {0, 1, 2} or set(draws) >= {1, 2}  # a draw, not the argmax
+
+
+def test_a_stream_of_arrivals_never_holds_the_running_rows_for_two_prefills_in_a_row(engine, monkeypatch):
+    ops: list[tuple[str, int]] = []
+    for name in ("join", "step"):
+        original = getattr(engine.batch, name)
+
+        def recorded(*args, _name=name, _original=original, **kwargs):
+            ops.append((_name, len(engine.batch)))
+            return _original(*args, **kwargs)
+
+        monkeypatch.setattr(engine.batch, name, recorded)
+
+    async def arrivals():
+        later, first = [], []
+        async for first in engine.stream(PROMPTS[0], Sampling(30, temperature=0)):
+            if len(later) < 12:  # a newcomer after each of the running request's steps
+                later.append(asyncio.create_task(_run(engine, PROMPTS[1 + len(later) % 7], Sampling(3, temperature=0))))
+        return first, await asyncio.gather(*later)
+
+    first, later = asyncio.run(arrivals())
+    assert len(first) == 30 and all(len(t) == 3 for t in later)
+    joins = [i for i, (op, rows) in enumerate(ops) if op == "join" and rows > 0]
+    assert len(joins) >= 3  # newcomers did join running rows
+    assert all(ops[i - 1][0] == "step" for i in joins)  # and a decode step came between any two prefills

@@ -58,6 +58,7 @@ class Engine:
         self.rows: list[_Request] = []  # the batch's rows, in its order; only the decode thread changes it
         self._arrivals: queue.Queue[_Request | None] = queue.Queue()
         self._waiting: list[_Request] = []
+        self._just_joined = False
         self._stopping = False
         self._one_at_a_time = None if batching else asyncio.Semaphore(1)
         self._ids = itertools.count()
@@ -125,8 +126,10 @@ class Engine:
         """Admit the arrivals, else decode one step for every row; then let finished rows go."""
         self._collect(block=not self.rows and not self._waiting)
         self._let_go()
-        room = self.max_requests - len(self.rows)
+        # at most one prefill between two decode steps: a steady stream of arrivals cannot stall the running rows
+        room = 0 if self._just_joined and self.rows else self.max_requests - len(self.rows)
         joining, self._waiting = self._waiting[:room], self._waiting[room:]
+        self._just_joined = bool(joining)
         if joining:  # the newcomers' prompts in one pass; the running rows wait one forward for them
             self.rows += joining  # before the pass: a failure reaches them too
             logits = self.batch.join([r.prompt for r in joining])
