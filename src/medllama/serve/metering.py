@@ -38,19 +38,22 @@ class UsageReporter:
 
     async def report(self, key_prefix: str, model: str, prompt_tokens: int, completion_tokens: int) -> None:
         """Report once; a failed post is retried in the background so the answer is not held up."""
-        usage = {"key_prefix": key_prefix, "model": model, "prompt_tokens": prompt_tokens,
-                 "completion_tokens": completion_tokens}
+        usage = _usage(key_prefix, model, prompt_tokens, completion_tokens)
         if not await self._post(usage):
-            self.report_later(usage)
+            self._in_background(self._retry(usage, RETRY_DELAYS_S))
 
-    def report_later(self, usage: dict) -> None:
+    def report_later(self, key_prefix: str, model: str, prompt_tokens: int, completion_tokens: int) -> None:
         """Report from a task of its own (a client that left early cancels the request's own task)."""
-        task = asyncio.get_running_loop().create_task(self._retry(usage))
+        usage = _usage(key_prefix, model, prompt_tokens, completion_tokens)
+        self._in_background(self._retry(usage, (0.0, *RETRY_DELAYS_S)))
+
+    def _in_background(self, work) -> None:
+        task = asyncio.get_running_loop().create_task(work)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
-    async def _retry(self, usage: dict) -> None:
-        for delay in (0.0, *RETRY_DELAYS_S):
+    async def _retry(self, usage: dict, delays: tuple[float, ...]) -> None:
+        for delay in delays:
             await asyncio.sleep(delay)
             if await self._post(usage):
                 return
@@ -58,6 +61,7 @@ class UsageReporter:
                   usage["model"], usage["prompt_tokens"], usage["completion_tokens"], self.url)
 
     async def _post(self, usage: dict) -> bool:
+        """True when nothing more is to be done: the gate took the report, or refused it for good."""
         try:
             r = await self.client.post(self.url, json=usage)
         except httpx.HTTPError as e:
@@ -68,3 +72,8 @@ class UsageReporter:
                       r.text[:200])
             return True
         return r.is_success
+
+
+def _usage(key_prefix: str, model: str, prompt_tokens: int, completion_tokens: int) -> dict:
+    return {"key_prefix": key_prefix, "model": model, "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens}

@@ -228,8 +228,7 @@ class MedllamaModel(OpenAIGenerativeModel):
             if whole:  # before the stream's last chunk: the report is done within the request
                 await self.reporter.report(key, self.name, prompt_len, n)
             else:
-                self.reporter.report_later({"key_prefix": key, "model": self.name, "prompt_tokens": prompt_len,
-                                            "completion_tokens": n})
+                self.reporter.report_later(key, self.name, prompt_len, n)
 
     async def _completion_events(self, rid, created, pieces, prompt_len, include_usage) -> AsyncIterator[str]:
         n = 0
