@@ -10,7 +10,6 @@ requests run one at a time (the benchmark's baseline).
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 import queue
 import threading
@@ -48,7 +47,6 @@ class Engine:
     """One model's decode thread, started once; `stream` is safe to call concurrently from the event loop."""
 
     def __init__(self, model, eos_token_id: int | list[int] | None, batching: bool = True, max_requests: int = 16):
-        self.context = model.config.max_position_embeddings
         self.eos = set([eos_token_id] if isinstance(eos_token_id, int) else eos_token_id or [])
         self.max_requests = max_requests
         self.batch = DecodeBatch(model)
@@ -61,7 +59,6 @@ class Engine:
         self._just_joined = False
         self._stopping = False
         self._one_at_a_time = None if batching else asyncio.Semaphore(1)
-        self._ids = itertools.count()
         self._thread = threading.Thread(target=self._run, name="medllama-decode", daemon=True)
         self._thread.start()
 
